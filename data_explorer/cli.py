@@ -1,0 +1,125 @@
+"""``data-explorer``: the command line. A thin dispatcher; the work lives in the packages."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+
+from data_explorer.config import SettingsError, load_settings, settings_help
+
+EXIT_FAILED = 1
+EXIT_USAGE = 2
+
+
+def _fail(message: str, code: int = EXIT_FAILED) -> int:
+    print(f"data-explorer: {message}", file=sys.stderr)
+    return code
+
+
+def cmd_materialize(args: argparse.Namespace) -> int:
+    from data_explorer.pipelines.console import ConsoleReporter, summary_table
+    from data_explorer.pipelines.runner import RunRequest, materialize
+    from data_explorer.warehouse.database import open_database
+    from data_explorer.warehouse.naming import validate_domain
+
+    settings = load_settings()
+    settings.require_commcare()
+    validate_domain(args.domain)
+    with open_database(settings) as db:
+        status = materialize(
+            settings, db, RunRequest(args.domain, args.pipeline, args.full), extra_reporters=(ConsoleReporter(),)
+        )
+    print(summary_table(status))
+    if status.phase != "Succeeded":
+        return _fail(f"{status.phase.lower()}: {status.error['code']}: {status.error['message']}")
+    return 0
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    from data_explorer.demo import run_demo
+
+    return run_demo(args)
+
+
+def cmd_simulator(args: argparse.Namespace) -> int:
+    from data_explorer.simulator.cli import run_from_args
+
+    return run_from_args(args) or 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="data-explorer",
+        description="Explore a CommCare project space's data in PostgreSQL, safely, from AI agents.",
+        epilog=settings_help(),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("-v", "--verbose", action="store_true", help="log what happens in detail")
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND")
+
+    demo = commands.add_parser(
+        "demo",
+        help="run the embedded demo end to end: simulator, PostgreSQL, discover, load, transform",
+        description="Start a CommCare simulator and PostgreSQL (embedded unless DATABASE_URL is set), "
+        "materialize the demo project space, and show what an agent can query.",
+    )
+    demo.add_argument("--cases", type=int, default=2000, help="cases in the demo project space (default 2000)")
+    demo.add_argument("--seed", type=int, default=7, help="seed of the synthetic data (default 7)")
+    demo.set_defaults(func=cmd_demo)
+
+    materialize = commands.add_parser(
+        "materialize",
+        help="discover, load and transform one project space into PostgreSQL",
+        description="Materialize a CommCare project space: discover its apps, load cases, forms and users "
+        "(incrementally after the first run), build the tables with dbt, and publish them atomically.",
+        epilog=settings_help(),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    materialize.add_argument("--domain", required=True, help="the CommCare project space (domain)")
+    materialize.add_argument("--full", action="store_true", help="reload everything instead of only what changed")
+    materialize.add_argument("--pipeline", default="commcare_sync", help="pipeline to run (default commcare_sync)")
+    materialize.set_defaults(func=cmd_materialize)
+
+    simulator = commands.add_parser(
+        "simulator",
+        help="serve a synthetic CommCare HQ API for demos and tests",
+        description="Serve the CommCare HQ APIs (cases, forms, users, apps, OAuth) over HTTP for "
+        "deterministic synthetic project spaces, with optional fault injection.",
+    )
+    from data_explorer.simulator.cli import add_arguments
+
+    add_arguments(simulator)
+    simulator.set_defaults(func=cmd_simulator)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    logging.basicConfig(
+        level=logging.INFO if args.verbose else logging.WARNING,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+    if not getattr(args, "func", None):
+        parser.print_help()
+        return EXIT_USAGE
+    from data_explorer.loaders.errors import LoaderError
+    from data_explorer.pipelines.registry import PipelineError
+    from data_explorer.pipelines.runner import RunConflict
+    from data_explorer.warehouse.database import DatabaseUnavailable
+    from data_explorer.warehouse.embedded import EmbeddedPostgresError
+    from data_explorer.warehouse.naming import InvalidDomain
+
+    try:
+        return args.func(args)
+    except (SettingsError, PipelineError, InvalidDomain) as exc:
+        return _fail(str(exc), EXIT_USAGE)
+    except (DatabaseUnavailable, EmbeddedPostgresError, RunConflict, LoaderError) as exc:
+        return _fail(str(exc))
+    except KeyboardInterrupt:
+        return _fail("interrupted", 130)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

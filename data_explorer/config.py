@@ -1,0 +1,283 @@
+"""Settings, in one place.
+
+Every setting has one environment name that users and deployments can rely on.
+Values come from, in increasing precedence: defaults, an optional TOML file
+(``DATA_EXPLORER_CONFIG``, else ``$DATA_EXPLORER_HOME/config.toml`` when it
+exists) whose keys are the environment names in lower case, and the
+environment. A malformed value fails at start-up with a message naming the
+setting and where it came from; a setting a command needs but lacks fails the
+same way (see ``Settings.require_commcare``).
+"""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Mapping
+from urllib.parse import urlsplit
+
+
+class SettingsError(Exception):
+    """A setting is missing or malformed; the message names it and says what to do."""
+
+
+def _url(value: str) -> str:
+    parts = urlsplit(value)
+    if parts.scheme not in ("http", "https") or not parts.netloc:
+        raise ValueError("must be an http(s) URL such as https://www.commcarehq.org")
+    return value.rstrip("/")
+
+
+def _database_url(value: str) -> str:
+    if not value.startswith(("postgresql://", "postgres://")) and "=" not in value:
+        raise ValueError("must be a PostgreSQL URL (postgresql://user@host:5432/db) or a key=value DSN")
+    return value
+
+
+def _identifier(value: str) -> str:
+    if not value or not value.replace("_", "").isalnum() or not value.isascii() or value[0].isdigit():
+        raise ValueError("must be a lower-case SQL identifier of letters, digits and underscores")
+    if value != value.lower() or len(value) > 40:
+        raise ValueError("must be lower case and at most 40 characters")
+    return value
+
+
+def _positive_float(value: str) -> float:
+    number = float(value)
+    if number <= 0:
+        raise ValueError("must be a positive number")
+    return number
+
+
+def _bounded(low: int, high: int):
+    def parse(value: str) -> int:
+        number = int(value)
+        if not low <= number <= high:
+            raise ValueError(f"must be between {low} and {high}")
+        return number
+
+    return parse
+
+
+@dataclass(frozen=True)
+class Setting:
+    env: str
+    parse: Any
+    help: str
+    default: Any = None
+    secret: bool = False
+
+
+def _default_home() -> str:
+    return str(Path.home() / ".data-explorer")
+
+
+_CHECKOUT = Path(__file__).resolve().parent.parent  # pipelines/ and dbt_project/ sit beside the package
+
+
+def _directory(value: str) -> Path:
+    path = Path(value).expanduser()
+    if not path.is_dir():
+        raise ValueError("is not a directory")
+    return path
+
+
+# The single table of settings. Order is the order of `data-explorer --help`.
+SETTINGS: tuple[Setting, ...] = (
+    Setting("DATA_EXPLORER_HOME", str, "Data directory: embedded PostgreSQL, keys, run logs.", None),
+    Setting("DATABASE_URL", _database_url, "PostgreSQL to use; without it an embedded server starts in the data directory.", secret=True),
+    Setting("COMMCARE_BASE_URL", _url, "CommCare HQ base URL, e.g. https://www.commcarehq.org."),
+    Setting("COMMCARE_USERNAME", str, "CommCare user (web user e-mail) the API key belongs to."),
+    Setting("COMMCARE_API_KEY", str, "CommCare API key of COMMCARE_USERNAME.", secret=True),
+    Setting("COMMCARE_OAUTH_TOKEN", str, "CommCare OAuth access token, instead of an API key.", secret=True),
+    Setting("DATA_EXPLORER_CONTROL_SCHEMA", _identifier, "Schema of the control tables (runs, tenants, metadata).", "data_explorer"),
+    Setting("DATA_EXPLORER_ROLE_PREFIX", _identifier, "Prefix of the per-tenant PostgreSQL roles.", "de"),
+    Setting("DATA_EXPLORER_PIPELINES_DIR", _directory, "Directory of pipeline definitions (*.yml).", _CHECKOUT / "pipelines"),
+    Setting("DATA_EXPLORER_DBT_PROJECT_DIR", _directory, "The dbt project that builds the tables agents see.", _CHECKOUT / "dbt_project"),
+    Setting("COMMCARE_CASE_PAGE_SIZE", _bounded(1, 5000), "Cases per Case API v2 request (at most 5000).", 5000),
+    Setting("COMMCARE_FORM_PAGE_SIZE", _bounded(1, 1000), "Forms per Form API request (at most 1000).", 1000),
+    Setting("COMMCARE_USER_PAGE_SIZE", _bounded(1, 1000), "Users per User API request.", 1000),
+    Setting("COMMCARE_HTTP_TIMEOUT", _positive_float, "Seconds before an API request times out.", 60.0),
+    Setting("COMMCARE_MAX_RETRIES", _bounded(0, 50), "Retries of one request on 429, 5xx and connection errors.", 8),
+    Setting("COMMCARE_MAX_BACKOFF", _positive_float, "Longest wait between retries, in seconds.", 300.0),
+)
+
+_BY_ENV = {s.env: s for s in SETTINGS}
+
+
+@dataclass(frozen=True)
+class CommCareSettings:
+    base_url: str
+    username: str | None
+    api_key: str | None = field(repr=False)
+    oauth_token: str | None = field(repr=False)
+    case_page_size: int
+    form_page_size: int
+    user_page_size: int
+    timeout: float
+    max_retries: int
+    max_backoff: float
+
+
+@dataclass(frozen=True)
+class Settings:
+    values: Mapping[str, Any] = field(repr=False)
+    sources: Mapping[str, str] = field(repr=False)
+
+    def __getitem__(self, env: str) -> Any:
+        return self.values.get(env)
+
+    @property
+    def home(self) -> Path:
+        return Path(self.values["DATA_EXPLORER_HOME"]).expanduser()
+
+    @property
+    def database_url(self) -> str | None:
+        return self.values.get("DATABASE_URL")
+
+    @property
+    def pipelines_dir(self) -> Path:
+        return Path(self.values["DATA_EXPLORER_PIPELINES_DIR"])
+
+    @property
+    def dbt_project_dir(self) -> Path:
+        return Path(self.values["DATA_EXPLORER_DBT_PROJECT_DIR"])
+
+    @property
+    def control_schema(self) -> str:
+        return self.values["DATA_EXPLORER_CONTROL_SCHEMA"]
+
+    @property
+    def role_prefix(self) -> str:
+        return self.values["DATA_EXPLORER_ROLE_PREFIX"]
+
+    def with_overrides(self, **env: Any) -> "Settings":
+        """A copy with some settings replaced (values already parsed)."""
+        values = dict(self.values)
+        sources = dict(self.sources)
+        for key, value in env.items():
+            if key not in _BY_ENV:
+                raise KeyError(key)
+            values[key] = value
+            sources[key] = "override"
+        return Settings(values, sources)
+
+    def require_commcare(self) -> CommCareSettings:
+        """The CommCare part, or a SettingsError naming what is missing."""
+        v = self.values
+        if not v.get("COMMCARE_BASE_URL"):
+            raise SettingsError(
+                "COMMCARE_BASE_URL is not set: set it to your CommCare HQ address "
+                "(e.g. https://www.commcarehq.org) in the environment or the config file."
+            )
+        has_key = bool(v.get("COMMCARE_API_KEY"))
+        if not has_key and not v.get("COMMCARE_OAUTH_TOKEN"):
+            raise SettingsError(
+                "No CommCare credential: set COMMCARE_USERNAME with COMMCARE_API_KEY, or COMMCARE_OAUTH_TOKEN."
+            )
+        if has_key and not v.get("COMMCARE_USERNAME"):
+            raise SettingsError("COMMCARE_API_KEY is set but COMMCARE_USERNAME is not: set the user the key belongs to.")
+        return CommCareSettings(
+            base_url=v["COMMCARE_BASE_URL"],
+            username=v.get("COMMCARE_USERNAME"),
+            api_key=v.get("COMMCARE_API_KEY"),
+            oauth_token=v.get("COMMCARE_OAUTH_TOKEN"),
+            case_page_size=v["COMMCARE_CASE_PAGE_SIZE"],
+            form_page_size=v["COMMCARE_FORM_PAGE_SIZE"],
+            user_page_size=v["COMMCARE_USER_PAGE_SIZE"],
+            timeout=v["COMMCARE_HTTP_TIMEOUT"],
+            max_retries=v["COMMCARE_MAX_RETRIES"],
+            max_backoff=v["COMMCARE_MAX_BACKOFF"],
+        )
+
+    def redacted(self) -> dict[str, str]:
+        """Settings for display: secrets masked."""
+        shown = {}
+        for s in SETTINGS:
+            value = self.values.get(s.env)
+            if value is None:
+                continue
+            shown[s.env] = "****" if s.secret else str(value)
+        return shown
+
+
+def _parse(setting: Setting, raw: Any, source: str) -> Any:
+    text = str(raw).strip()
+    if text == "":
+        return None
+    try:
+        return setting.parse(text)
+    except (ValueError, TypeError) as exc:
+        shown = "(hidden)" if setting.secret else repr(text)
+        raise SettingsError(f"Setting {setting.env} from {source} is invalid: {shown} {exc}.") from None
+
+
+def _read_file(path: Path) -> dict[str, Any]:
+    try:
+        with path.open("rb") as fh:
+            data = tomllib.load(fh)
+    except OSError as exc:
+        raise SettingsError(f"Cannot read config file {path}: {exc.strerror}.") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise SettingsError(f"Config file {path} is not valid TOML: {exc}.") from None
+    out = {}
+    for key, value in data.items():
+        env = key.upper()
+        if env not in _BY_ENV:
+            known = ", ".join(s.env.lower() for s in SETTINGS)
+            raise SettingsError(f"Config file {path}: unknown key {key!r}. Known keys: {known}.")
+        if isinstance(value, (dict, list)):
+            raise SettingsError(f"Config file {path}: key {key!r} must be a single value.")
+        out[env] = value
+    return out
+
+
+def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
+    """Read and validate all settings; raise SettingsError naming the first bad one."""
+    env = os.environ if environ is None else environ
+    values: dict[str, Any] = {}
+    sources: dict[str, str] = {}
+    for s in SETTINGS:
+        if s.default is not None:
+            values[s.env] = s.default
+            sources[s.env] = "default"
+
+    home_raw = env.get("DATA_EXPLORER_HOME") or _default_home()
+    config_path = env.get("DATA_EXPLORER_CONFIG")
+    if config_path:
+        file_values = _read_file(Path(config_path).expanduser())
+        file_source = f"config file {config_path}"
+    else:
+        candidate = Path(home_raw).expanduser() / "config.toml"
+        file_values = _read_file(candidate) if candidate.is_file() else {}
+        file_source = f"config file {candidate}"
+    for key, raw in file_values.items():
+        parsed = _parse(_BY_ENV[key], raw, file_source)
+        if parsed is not None:
+            values[key], sources[key] = parsed, file_source
+
+    for s in SETTINGS:
+        if s.env in env:
+            parsed = _parse(s, env[s.env], "the environment")
+            if parsed is not None:
+                values[s.env], sources[s.env] = parsed, "the environment"
+
+    values.setdefault("DATA_EXPLORER_HOME", home_raw)
+    if "DATA_EXPLORER_HOME" not in sources:
+        sources["DATA_EXPLORER_HOME"] = "default"
+    return Settings(values, sources)
+
+
+def settings_help() -> str:
+    """The settings table for --help."""
+    lines = ["settings (environment, or lower-case keys in $DATA_EXPLORER_HOME/config.toml):"]
+    for s in SETTINGS:
+        default = "" if s.default is None else f" [default: {s.default}]"
+        lines.append(f"  {s.env:<30} {s.help}{default}")
+    lines.append(f"  {'DATA_EXPLORER_CONFIG':<30} Path of a config file to read instead.")
+    return "\n".join(lines)
+
+
+__all__ = ["CommCareSettings", "Settings", "SettingsError", "load_settings", "settings_help", "SETTINGS"]

@@ -1,0 +1,133 @@
+"""Form API records to rows of the raw ``forms`` and ``form_case_blocks`` tables. Pure.
+
+A case block can sit anywhere in the form tree: any key ``case`` whose value is
+an object carrying ``@case_id``, or a list of them (repeat groups are lists; a
+repeat with one entry may be a plain object). One block can create, update,
+index and close at once: each action becomes one row. Empty elements arrive as
+``""``: an empty ``close`` still closes; an empty ``create``, ``index`` or
+``update`` carries nothing (an empty update is kept: it still touches the case).
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any, Iterator
+
+from data_explorer.loaders.commcare.values import boolean, json_text, text
+from data_explorer.loaders.errors import MalformedResponse
+from data_explorer.loaders.timestamps import optional_timestamp, parse_timestamp
+
+FORM_COLUMNS = (
+    "form_id", "xmlns", "form_name", "app_id", "build_id", "received_on", "server_modified_on",
+    "indexed_on", "archived", "user_id", "username", "time_start", "time_end", "device_id",
+    "app_version", "form", "metadata",
+)
+BLOCK_COLUMNS = ("form_id", "block_index", "path", "case_id", "action", "case_type", "payload")
+ACTIONS = ("create", "update", "index", "close")
+MAX_DEPTH = 64  # form trees are shallow; a deeper one is hostile
+
+
+def form_id_of(form: dict[str, Any]) -> str:
+    form_id = form.get("id")
+    if not isinstance(form_id, str) or not form_id:
+        raise MalformedResponse(f"Form API: a form has no id (keys: {', '.join(sorted(form)[:10])})")
+    return form_id
+
+
+def form_row(form: dict[str, Any]) -> tuple:
+    form_id = form_id_of(form)
+    record = f"form {form_id}"
+    tree = form.get("form")
+    if not isinstance(tree, dict):
+        raise MalformedResponse(f"{record}: 'form' is {type(tree).__name__}, expected the form tree object")
+    meta = form.get("metadata") if isinstance(form.get("metadata"), dict) else {}
+    parse_timestamp(form.get("indexed_on"), "indexed_on", record)
+    return (
+        form_id,
+        text(tree.get("@xmlns"), "form.@xmlns", record),
+        text(tree.get("@name"), "form.@name", record),
+        text(form.get("app_id"), "app_id", record),
+        text(form.get("build_id"), "build_id", record),
+        optional_timestamp(form.get("received_on"), "received_on", record),
+        optional_timestamp(form.get("server_modified_on"), "server_modified_on", record),
+        form["indexed_on"],
+        boolean(form.get("archived"), "archived", record, default=False),
+        text(meta.get("userID"), "metadata.userID", record),
+        text(meta.get("username"), "metadata.username", record),
+        optional_timestamp(meta.get("timeStart"), "metadata.timeStart", record),
+        optional_timestamp(meta.get("timeEnd"), "metadata.timeEnd", record),
+        text(meta.get("deviceID"), "metadata.deviceID", record),
+        text(meta.get("appVersion"), "metadata.appVersion", record),
+        json.dumps(tree, ensure_ascii=False),
+        json_text(form.get("metadata"), "metadata", record),
+    )
+
+
+def find_case_blocks(tree: Any, path: str = "form", depth: int = 0) -> Iterator[tuple[str, dict[str, Any]]]:
+    """(path, block) for every case block in document order."""
+    if depth > MAX_DEPTH:
+        raise MalformedResponse(f"form tree deeper than {MAX_DEPTH} levels at {path}")
+    if isinstance(tree, dict):
+        for key, value in tree.items():
+            child = f"{path}.{key}"
+            if key == "case" and _is_block(value):
+                yield child, value
+            elif key == "case" and isinstance(value, list) and value and all(_is_block(v) for v in value):
+                for i, block in enumerate(value):
+                    yield f"{child}[{i}]", block
+            elif isinstance(value, (dict, list)):
+                yield from find_case_blocks(value, child, depth + 1)
+    elif isinstance(tree, list):
+        for i, item in enumerate(tree):
+            yield from find_case_blocks(item, f"{path}[{i}]", depth + 1)
+
+
+def _is_block(value: Any) -> bool:
+    return isinstance(value, dict) and "@case_id" in value
+
+
+def _index_payload(index: dict[str, Any]) -> dict[str, Any]:
+    """{"parent": {"@case_type": t, "#text": id, "@relationship": r}} -> {"parent": {case_id, case_type, relationship}}."""
+    out = {}
+    for name, ref in index.items():
+        if isinstance(ref, dict):
+            out[name] = {
+                "case_id": ref.get("#text") or None,
+                "case_type": ref.get("@case_type"),
+                "relationship": ref.get("@relationship") or "child",
+            }
+        elif isinstance(ref, str):
+            out[name] = {"case_id": ref or None, "case_type": None, "relationship": "child"}
+    return out
+
+
+def block_actions(block: dict[str, Any]) -> list[tuple[str, str | None, dict[str, Any]]]:
+    """(action, case_type, payload) for each action in a case block."""
+    actions = []
+    create = block.get("create")
+    case_type = create.get("case_type") if isinstance(create, dict) else None
+    for action in ACTIONS:
+        if action not in block:
+            continue
+        value = block[action]
+        if action == "close":
+            actions.append(("close", case_type, {}))
+        elif action == "update" and (value in ("", None) or isinstance(value, dict)):
+            actions.append(("update", case_type, value or {}))
+        elif action == "index" and isinstance(value, dict) and value:
+            actions.append(("index", case_type, _index_payload(value)))
+        elif action == "create" and isinstance(value, dict) and value:
+            actions.append(("create", case_type, value))
+    return actions
+
+
+def block_rows(form_id: str, tree: dict[str, Any]) -> list[tuple]:
+    rows = []
+    for block_index, (path, block) in enumerate(find_case_blocks(tree)):
+        case_id = block.get("@case_id")
+        if not isinstance(case_id, str) or not case_id:
+            raise MalformedResponse(f"form {form_id}: case block at {path} has @case_id {case_id!r}")
+        for action, case_type, payload in block_actions(block):
+            case_type = case_type if isinstance(case_type, str) else None
+            rows.append((form_id, block_index, path, case_id, action, case_type, json.dumps(payload, ensure_ascii=False)))
+    return rows

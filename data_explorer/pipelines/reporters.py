@@ -1,0 +1,62 @@
+"""Where a run's status goes: the control table (for status polling) and the terminal.
+
+The runner calls ``report(status, important=...)``; important reports (phase
+changes, the end) are never throttled, progress reports are.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Protocol
+
+from data_explorer.pipelines.status import RunStatus
+from data_explorer.warehouse.database import Database
+from data_explorer.warehouse.runs import save_run
+
+
+class Reporter(Protocol):
+    def report(self, status: RunStatus, *, important: bool = False) -> None: ...
+
+    def close(self) -> None: ...
+
+
+class Throttle:
+    def __init__(self, interval: float):
+        self.interval = interval
+        self._last = float("-inf")
+
+    def due(self, important: bool) -> bool:
+        now = time.monotonic()
+        if important or now - self._last >= self.interval:
+            self._last = now
+            return True
+        return False
+
+
+class ControlTableReporter:
+    """Writes the run row on its own autocommit connection, apart from the load's transactions."""
+
+    def __init__(self, db: Database, control_schema: str, interval: float = 0.5):
+        self._conn = db.connect(autocommit=True)
+        self._schema = control_schema
+        self._throttle = Throttle(interval)
+
+    def report(self, status: RunStatus, *, important: bool = False) -> None:
+        if self._throttle.due(important):
+            save_run(self._conn, self._schema, status)
+
+    def close(self) -> None:
+        self._conn.close()
+
+
+class FanOut:
+    def __init__(self, *reporters: Reporter):
+        self.reporters = reporters
+
+    def report(self, status: RunStatus, *, important: bool = False) -> None:
+        for reporter in self.reporters:
+            reporter.report(status, important=important)
+
+    def close(self) -> None:
+        for reporter in self.reporters:
+            reporter.close()

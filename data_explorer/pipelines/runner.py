@@ -1,0 +1,294 @@
+"""The runner: discover, load, transform, publish one tenant's data.
+
+One program in both modes; it reports through a Reporter. Only the publish
+transaction changes what agents see, so a run that fails, is cancelled
+(SIGTERM) or is killed at any point leaves the published data as it was, and
+the next run resumes loading from the last committed batch.
+"""
+
+from __future__ import annotations
+
+import logging
+import signal
+import time
+import uuid
+from contextlib import ExitStack, contextmanager
+from dataclasses import dataclass
+from typing import Any, Iterator
+
+import psycopg
+from psycopg import sql
+
+from data_explorer.config import Settings
+from data_explorer.loaders.commcare.applications import build_metadata, fetch_applications, form_definition_rows
+from data_explorer.loaders.commcare.client import CommCareClient
+from data_explorer.loaders.commcare.credentials import credential_from_settings
+from data_explorer.loaders.commcare.sources import LOADERS
+from data_explorer.loaders.errors import LoaderError
+from data_explorer.pipelines.loading import SourceProgress, load_source
+from data_explorer.pipelines.registry import Pipeline, PipelineError, Registry
+from data_explorer.pipelines.reporters import ControlTableReporter, FanOut, Reporter
+from data_explorer.pipelines.status import RunStatus
+from data_explorer.transform.comments import table_comments
+from data_explorer.transform.dbt import DbtTarget, ModelResult, TransformError, prepare_project, run_dbt
+from data_explorer.transform.typed_views import plan_typed_views
+from data_explorer.warehouse.batches import upsert_rows
+from data_explorer.warehouse.control_tables import ensure_control_tables
+from data_explorer.warehouse.database import Database
+from data_explorer.warehouse.metadata_store import save_metadata
+from data_explorer.warehouse.naming import TenantNames
+from data_explorer.warehouse.provisioning import provision_tenant
+from data_explorer.warehouse.publish import drop_build_schema, publish, reset_build_schema
+from data_explorer.warehouse.raw_tables import ensure_raw_tables
+from data_explorer.warehouse.runs import fail_abandoned_runs, insert_run, save_run
+
+log = logging.getLogger(__name__)
+
+_RUN_LOCK_CLASS = 0x6465  # advisory lock key space: (class, hash of domain)
+
+
+class RunConflict(RuntimeError):
+    code = "CONFLICT"
+
+
+class RunCancelled(BaseException):
+    """Raised in the runner when it is asked to stop (SIGTERM; Ctrl-C arrives as KeyboardInterrupt)."""
+
+
+@dataclass(frozen=True)
+class RunRequest:
+    domain: str
+    pipeline: str = "commcare_sync"
+    full: bool = False
+    run_id: str | None = None
+
+
+@contextmanager
+def _tenant_lock(db: Database, domain: str) -> Iterator[None]:
+    """Held for the whole run on its own session: released by PostgreSQL if the runner dies."""
+    conn = db.connect(autocommit=True)
+    try:
+        got = conn.execute("SELECT pg_try_advisory_lock(%s, hashtext(%s))", (_RUN_LOCK_CLASS, domain)).fetchone()[0]
+        if not got:
+            raise RunConflict(f"a run for project space {domain!r} is already in progress; wait for it or cancel it")
+        yield
+    finally:
+        conn.close()
+
+
+@contextmanager
+def _stop_on_sigterm(state: dict[str, bool]) -> Iterator[None]:
+    def handler(signum, frame):
+        state["cancelled"] = True
+        raise RunCancelled()
+
+    try:
+        previous = signal.signal(signal.SIGTERM, handler)
+    except ValueError:  # not the main thread: cancellation comes another way
+        yield
+        return
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+class Runner:
+    def __init__(self, settings: Settings, db: Database, pipeline: Pipeline, names: TenantNames, status: RunStatus, reporter: Reporter):
+        self.settings = settings
+        self.db = db
+        self.pipeline = pipeline
+        self.names = names
+        self.status = status
+        self.reporter = reporter
+        self.control = settings.control_schema
+        self.metadata: dict[str, Any] = {}
+        self.view_definitions: list[tuple] = []
+        self.view_properties: list[tuple] = []
+        self.view_names: list[str] = []
+
+    def report(self, important: bool = False) -> None:
+        self.reporter.report(self.status, important=important)
+
+    def writer_connection(self) -> psycopg.Connection:
+        conn = self.db.connect()
+        conn.execute(sql.SQL("SET ROLE {}").format(sql.Identifier(self.names.writer_role)))
+        conn.execute("SET TimeZone = 'UTC'")
+        conn.commit()
+        return conn
+
+    # -- phases -------------------------------------------------------------
+
+    def discover(self, client: CommCareClient, writer: psycopg.Connection) -> None:
+        started = time.monotonic()
+        self.status.phases["discover"] = {"state": "running"}
+        self.status.enter("Discovering", "reading app definitions")
+        self.report(important=True)
+        apps = fetch_applications(client, self.names.domain)
+        self.metadata = build_metadata(self.names.domain, apps)
+        prefix = self.pipeline.case_type_views.prefix if self.pipeline.case_type_views else "case_"
+        definitions, properties = plan_typed_views(self.metadata, prefix, {m.name for m in self.pipeline.models})
+        if self.pipeline.case_type_views:
+            self.view_definitions, self.view_properties = definitions, properties
+            self.view_names = [row[1] for row in definitions]
+        tables = {t.name: t for t in self.pipeline.discover.tables}
+        with writer.transaction():
+            for name, rows in (
+                ("case_type_definitions", definitions),
+                ("case_type_properties", properties),
+                ("form_definitions", form_definition_rows(self.metadata)),
+            ):
+                writer.execute(sql.SQL("DELETE FROM {}.{}").format(sql.Identifier(self.names.raw_schema), sql.Identifier(name)))
+                upsert_rows(writer, self.names.raw_schema, tables[name], rows, 0)
+        self.status.phases["discover"] = {
+            "state": "done",
+            "apps": len(self.metadata["apps"]),
+            "case_types": len(self.metadata["case_types"]),
+            "forms": len(self.metadata["forms"]),
+            "warnings": self.metadata["warnings"],
+            "seconds": round(time.monotonic() - started, 3),
+        }
+        self.status.within("Discovering", 1.0, f"found {len(self.metadata['case_types'])} case types")
+        self.report(important=True)
+
+    def load(self, client: CommCareClient, writer: psycopg.Connection, full: bool) -> None:
+        cc = self.settings.require_commcare()
+        page_sizes = {"commcare.cases": cc.case_page_size, "commcare.forms": cc.form_page_size, "commcare.users": cc.user_page_size}
+        self.status.enter("Loading", "loading")
+        sources = self.pipeline.sources
+        for source in sources:
+            self.status.phases["load"][source.name] = {"state": "pending", "rows": 0}
+        self.report(important=True)
+        for index, source in enumerate(sources):
+            if source.loader not in LOADERS:
+                raise PipelineError(f"source {source.name!r}: unknown loader {source.loader!r}")
+            loader = LOADERS[source.loader](client, self.names.domain, page_sizes[source.loader])
+            entry = self.status.phases["load"][source.name]
+            entry["state"] = "running"
+
+            def on_batch(p: SourceProgress, index: int = index, entry: dict = entry) -> None:
+                entry.update(rows=p.rows, fetched=p.fetched, total=p.total, mode=p.mode, seconds=round(p.seconds, 3),
+                             rate=round(p.fetched / p.seconds) if p.seconds > 0 else None)
+                share = min(1.0, p.fetched / p.total) if p.total else 0.5
+                self.status.within("Loading", (index + share) / len(sources), f"loading {source.name}: {p.rows:,} rows")
+                self.report()
+
+            result = load_source(writer, self.names.raw_schema, source, loader, full=full, on_batch=on_batch)
+            entry.update(state="done", rows=result.rows, fetched=result.fetched, total=result.total, mode=result.mode,
+                         deleted=result.deleted, seconds=round(result.seconds, 3), rate=None)
+            self.status.within("Loading", (index + 1) / len(sources), f"loaded {source.name}: {result.rows:,} rows")
+            self.report(important=True)
+
+    def transform(self) -> None:
+        self.status.enter("Transforming", "building tables with dbt")
+        transform = self.status.phases["transform"] = {"state": "running", "models": {}, "total": None}
+        self.report(important=True)
+        with self.db.connect(autocommit=True) as admin:
+            reset_build_schema(admin, self.names)
+        params = self.db.params()
+        target = DbtTarget(params["host"], params["port"], params["user"], params["password"], params["dbname"],
+                           self.names.build_schema, self.names.writer_role, params["sslmode"])
+        work = self.settings.home / "work" / self.names.schema
+        project = prepare_project(self.settings.dbt_project_dir, work, self.view_names, target, threads=2)
+
+        def on_start(total: int) -> None:
+            transform["total"] = total
+            self.report(important=True)
+
+        def on_model(result: ModelResult, done: int, total: int) -> None:
+            transform["models"][result.name] = {"state": result.status, "rows": result.rows, "seconds": result.seconds}
+            self.status.within("Transforming", done / max(total, 1), f"built {result.name} ({done} of {total})")
+            self.report()
+
+        prefix = self.pipeline.case_type_views.prefix if self.pipeline.case_type_views else "case_"
+        variables = {"raw_schema": self.names.raw_schema, "case_type_view_prefix": prefix}
+        try:
+            result = run_dbt(project, target, variables, on_model=on_model, on_start=on_start)
+        except TransformError:
+            transform["state"] = "failed"
+            raise
+        transform.update(state="done", seconds=result.seconds)
+        self.status.within("Transforming", 1.0, "publishing")
+        self.report(important=True)
+
+    def publish(self) -> None:
+        comments = table_comments(self.pipeline, self.view_definitions, self.view_properties)
+
+        def finish(conn: psycopg.Connection) -> None:
+            save_metadata(conn, self.control, self.names.domain, self.pipeline.provider, self.metadata, self.status.run_id)
+            conn.execute(
+                sql.SQL(
+                    "UPDATE {}.tenants SET last_materialized_at = now(), last_run_id = %s, phase = 'Active',"
+                    " updated_at = now() WHERE domain = %s"
+                ).format(sql.Identifier(self.control)),
+                (self.status.run_id, self.names.domain),
+            )
+            self.status.enter("Succeeded", "published")
+            save_run(conn, self.control, self.status)
+
+        with self.db.connect(autocommit=True) as admin:
+            publish(admin, self.names, comments, finish)
+        self.report(important=True)
+
+
+def _error_code(exc: BaseException) -> str:
+    return getattr(exc, "code", None) or "INTERNAL_ERROR"
+
+
+def materialize(settings: Settings, db: Database, request: RunRequest, extra_reporters: tuple[Reporter, ...] = ()) -> RunStatus:
+    """Run one materialization to the end; return its final status (Succeeded, Failed or Cancelled).
+
+    Raises RunConflict before starting when another run holds the tenant, and
+    SettingsError/PipelineError for configuration that cannot work at all.
+    """
+    registry = Registry.from_directory(settings.pipelines_dir)
+    pipeline = registry.get(request.pipeline)
+    cc = settings.require_commcare()
+    names = TenantNames.for_domain(request.domain, settings.role_prefix)
+    status = RunStatus(request.run_id or str(uuid.uuid4()), request.domain, pipeline.name, "full" if request.full else "incremental")
+    control = settings.control_schema
+    with ExitStack() as stack:
+        admin = stack.enter_context(db.connect(autocommit=True))
+        ensure_control_tables(admin, control)
+        stack.enter_context(_tenant_lock(db, request.domain))
+        fail_abandoned_runs(admin, control, request.domain)
+        provision_tenant(admin, names, control)
+        ensure_raw_tables(admin, names.raw_schema, pipeline.raw_tables)
+        admin.execute(
+            sql.SQL("GRANT ALL ON ALL TABLES IN SCHEMA {} TO {}").format(sql.Identifier(names.raw_schema), sql.Identifier(names.writer_role))
+        )
+        if request.run_id:
+            save_run(admin, control, status)
+        else:
+            insert_run(admin, control, status)
+        reporter = FanOut(ControlTableReporter(db, control), *extra_reporters)
+        stack.callback(reporter.close)
+        runner = Runner(settings, db, pipeline, names, status, reporter)
+        cancel_state = {"cancelled": False}
+        writer = stack.enter_context(runner.writer_connection())
+        client = stack.enter_context(CommCareClient(cc, credential_from_settings(cc), request.domain))
+        try:
+            with _stop_on_sigterm(cancel_state):
+                runner.discover(client, writer)
+                runner.load(client, writer, request.full)
+                runner.transform()
+                if cancel_state["cancelled"]:
+                    raise RunCancelled()
+                runner.publish()
+        except (RunCancelled, KeyboardInterrupt):
+            status.fail("CANCELLED", "the run was cancelled; the published data is unchanged", phase="Cancelled")
+        except (LoaderError, TransformError, PipelineError, RunConflict) as exc:
+            status.fail(_error_code(exc), str(exc))
+        except psycopg.Error as exc:
+            status.fail("DATABASE_ERROR", f"PostgreSQL: {str(exc).strip().splitlines()[0]}")
+        except Exception as exc:  # the run must end with a status, whatever broke
+            log.exception("run %s failed", status.run_id)
+            status.fail("INTERNAL_ERROR", f"{type(exc).__name__}: {exc}")
+        if status.phase != "Succeeded":
+            try:
+                with db.connect(autocommit=True) as cleanup:
+                    drop_build_schema(cleanup, names)
+            except psycopg.Error:
+                pass  # the next run drops it anyway
+            reporter.report(status, important=True)
+    return status

@@ -1,0 +1,181 @@
+"""Running the dbt project in-process for one tenant.
+
+The project is copied into the tenant's work directory (so dbt's partial
+parsing is reused between runs) with one generated model per typed view. The
+profile is generated at run time; the password travels only in an environment
+variable that dbt scrubs from its logs. dbt keeps global state, so invocations
+are serialised within a process.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+import yaml
+
+_DBT_LOCK = threading.Lock()
+_PASSWORD_ENV = "DBT_ENV_SECRET_DATA_EXPLORER_PASSWORD"
+GENERATED_DIR = "generated"
+
+
+class TransformError(RuntimeError):
+    code = "TRANSFORM_FAILED"
+
+    def __init__(self, message: str, result: "TransformResult | None" = None):
+        super().__init__(message)
+        self.result = result
+
+
+@dataclass(frozen=True)
+class ModelResult:
+    name: str
+    status: str  # success, error, skipped
+    seconds: float
+    rows: int | None
+    message: str | None = None
+
+
+@dataclass
+class TransformResult:
+    models: list[ModelResult] = field(default_factory=list)
+    seconds: float = 0.0
+
+    @property
+    def failed(self) -> list[ModelResult]:
+        return [m for m in self.models if m.status != "success"]
+
+
+@dataclass(frozen=True)
+class DbtTarget:
+    host: str
+    port: str
+    user: str
+    password: str
+    dbname: str
+    schema: str  # where models are built: the tenant's build schema
+    role: str  # the tenant's writer role
+    sslmode: str = "prefer"
+
+
+def profile_yaml(target: DbtTarget, threads: int) -> str:
+    """profiles.yml for one run. Pure; the password is referenced, never written."""
+    output = {
+        "type": "postgres",
+        "host": target.host,
+        "port": int(target.port),
+        "user": target.user,
+        "password": "{{ env_var('%s', '') }}" % _PASSWORD_ENV,
+        "dbname": target.dbname,
+        "schema": target.schema,
+        "role": target.role,
+        "sslmode": target.sslmode,
+        "threads": threads,
+        "connect_timeout": 30,
+    }
+    return yaml.safe_dump({"data_explorer": {"target": "run", "outputs": {"run": output}}}, sort_keys=False)
+
+
+def typed_view_model(view_name: str) -> str:
+    """The generated model of one typed view. ``view_name`` is a derived identifier, safe as text."""
+    if not view_name.replace("_", "").isalnum() or not view_name.isascii():
+        raise ValueError(f"unsafe view name {view_name!r}")
+    return "{{ config(materialized='view') }}\n{{ case_type_view('%s') }}\n" % view_name
+
+
+def prepare_project(source: Path, work_dir: Path, view_names: list[str], target: DbtTarget, threads: int) -> Path:
+    """Copy the project into ``work_dir`` with the generated models and profile; return its path."""
+    project = work_dir / "project"
+    project.mkdir(parents=True, exist_ok=True)
+    for item in source.iterdir():
+        if item.name in ("target", "logs", "dbt_packages", GENERATED_DIR):
+            continue
+        dest = project / item.name
+        if item.is_dir():
+            shutil.copytree(item, dest, dirs_exist_ok=True)
+        else:
+            shutil.copy2(item, dest)
+    generated = project / "models" / GENERATED_DIR
+    shutil.rmtree(generated, ignore_errors=True)
+    generated.mkdir(parents=True)
+    for name in view_names:
+        (generated / f"{name}.sql").write_text(typed_view_model(name))
+    profiles = project / "profiles.yml"
+    profiles.write_text(profile_yaml(target, threads))
+    profiles.chmod(0o600)
+    return project
+
+
+def run_dbt(
+    project: Path,
+    target: DbtTarget,
+    variables: dict[str, object],
+    on_model: Callable[[ModelResult, int, int], None] | None = None,
+    on_start: Callable[[int], None] | None = None,
+) -> TransformResult:
+    """``dbt run`` in-process; returns each model's result. Raises TransformError if dbt itself fails."""
+    from dbt.cli.main import dbtRunner
+
+    started = time.monotonic()
+    finished: list[ModelResult] = []
+    state = {"total": 0}
+
+    def callback(event) -> None:
+        name = event.info.name
+        if name == "ConcurrencyLine":
+            state["total"] = int(event.data.node_count)
+            if on_start:
+                on_start(state["total"])
+        elif name == "NodeFinished":
+            info = event.data.run_result
+            node = event.data.node_info
+            if not node.unique_id.startswith("model."):
+                return
+            rows = None
+            adapter_response = dict(info.adapter_response) if info.adapter_response else {}
+            if adapter_response.get("rows_affected", -1) >= 0:
+                rows = int(adapter_response["rows_affected"])
+            result = ModelResult(node.node_name, info.status, round(info.execution_time, 3), rows, info.message or None)
+            finished.append(result)
+            if on_model:
+                on_model(result, len(finished), state["total"])
+
+    args = [
+        "run",
+        "--project-dir", str(project),
+        "--profiles-dir", str(project),
+        "--target-path", str(project / "target"),
+        "--log-path", str(project / "logs"),
+        "--vars", json.dumps(variables),
+        "--no-use-colors",
+        "--quiet",
+        "--no-send-anonymous-usage-stats",
+        "--no-version-check",
+    ]
+    env_backup = {k: os.environ.get(k) for k in (_PASSWORD_ENV, "DO_NOT_TRACK", "DBT_SEND_ANONYMOUS_USAGE_STATS")}
+    with _DBT_LOCK:
+        os.environ[_PASSWORD_ENV] = target.password
+        os.environ["DO_NOT_TRACK"] = "1"
+        os.environ["DBT_SEND_ANONYMOUS_USAGE_STATS"] = "false"
+        try:
+            outcome = dbtRunner(callbacks=[callback]).invoke(args)
+        finally:
+            for key, value in env_backup.items():
+                if value is None:
+                    os.environ.pop(key, None)
+                else:
+                    os.environ[key] = value
+    result = TransformResult(finished, round(time.monotonic() - started, 3))
+    if outcome.exception is not None:
+        raise TransformError(f"dbt could not run: {outcome.exception}", result)
+    if not outcome.success or result.failed:
+        first = result.failed[0] if result.failed else None
+        detail = f"model {first.name}: {first.message}" if first else "see the dbt log in the run's work directory"
+        raise TransformError(f"dbt failed ({detail})", result)
+    return result

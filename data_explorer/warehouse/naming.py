@@ -1,0 +1,70 @@
+"""Names of a tenant's schemas and roles, derived from its domain. Pure.
+
+A tenant's schema is the domain in lower case with ``-`` as ``_``, other
+characters dropped, runs of ``_`` folded into one, and a prefix where it would
+start with a digit. Because a derived name never contains ``__``, the private
+companions ``<schema>__raw`` (loaded data and checkpoints), ``<schema>__build``
+(the run being transformed) and ``<schema>__old`` (the previous run, during a
+swap) can never collide with another tenant's schema. Names are only ever
+quoted with ``psycopg.sql.Identifier``.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+MAX_SCHEMA_LENGTH = 48  # leaves room for "__build" and role prefixes within PostgreSQL's 63 bytes
+_DOMAIN_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,79}$")
+
+
+class InvalidDomain(ValueError):
+    pass
+
+
+def validate_domain(domain: str) -> str:
+    """A CommCare domain as given by a user; raise InvalidDomain with what is wrong."""
+    if not isinstance(domain, str) or not _DOMAIN_RE.match(domain):
+        raise InvalidDomain(
+            f"{domain!r} is not a CommCare project space name: use letters, digits and '-' "
+            "(at most 80 characters, starting with a letter or digit)"
+        )
+    return domain
+
+
+def schema_for_domain(domain: str) -> str:
+    validate_domain(domain)
+    name = domain.lower().replace("-", "_")
+    name = re.sub(r"[^a-z0-9_]", "", name)
+    name = re.sub(r"_+", "_", name).strip("_")
+    if not name:
+        raise InvalidDomain(f"{domain!r} leaves no letters or digits for a schema name")
+    if name[0].isdigit():
+        name = "p_" + name
+    if name.startswith("pg_"):
+        name = "t_" + name  # pg_ is reserved for system schemas
+    return name[:MAX_SCHEMA_LENGTH].rstrip("_")
+
+
+@dataclass(frozen=True)
+class TenantNames:
+    domain: str
+    schema: str
+    raw_schema: str
+    build_schema: str
+    old_schema: str
+    reader_role: str
+    writer_role: str
+
+    @classmethod
+    def for_domain(cls, domain: str, role_prefix: str) -> "TenantNames":
+        schema = schema_for_domain(domain)
+        return cls(
+            domain=domain,
+            schema=schema,
+            raw_schema=f"{schema}__raw",
+            build_schema=f"{schema}__build",
+            old_schema=f"{schema}__old",
+            reader_role=f"{role_prefix}_{schema}_reader",
+            writer_role=f"{role_prefix}_{schema}_writer",
+        )

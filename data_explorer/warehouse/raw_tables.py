@@ -1,0 +1,53 @@
+"""Raw tables in a tenant's private ``<schema>__raw``, created from the pipeline's declarations.
+
+Each raw table gets two bookkeeping columns: ``_generation`` (which full pass
+last wrote the row, so a full refresh can drop rows the source no longer has)
+and ``_loaded_at``. ``_sync_state`` holds one checkpoint per source, written in
+the same transaction as the rows it covers.
+"""
+
+from __future__ import annotations
+
+import psycopg
+from psycopg import sql
+
+from data_explorer.pipelines.registry import Table
+
+BOOKKEEPING = (("_generation", "bigint NOT NULL"), ("_loaded_at", "timestamptz NOT NULL DEFAULT now()"))
+
+
+def ensure_raw_tables(conn: psycopg.Connection, raw_schema: str, tables: tuple[Table, ...]) -> None:
+    """Create missing raw tables and add columns a newer pipeline declares; idempotent."""
+    ident = sql.Identifier
+    with conn.transaction():
+        conn.execute(
+            sql.SQL(
+                "CREATE TABLE IF NOT EXISTS {}._sync_state ("
+                " source text PRIMARY KEY, generation bigint NOT NULL, full_pending boolean NOT NULL,"
+                " cursor jsonb, rows_total bigint NOT NULL DEFAULT 0, updated_at timestamptz NOT NULL DEFAULT now())"
+            ).format(ident(raw_schema))
+        )
+        for table in tables:
+            columns = [sql.SQL("{} {}").format(ident(c.name), sql.SQL(c.type)) for c in table.columns]
+            columns += [sql.SQL("{} {}").format(ident(name), sql.SQL(decl)) for name, decl in BOOKKEEPING]
+            columns.append(sql.SQL("PRIMARY KEY ({})").format(sql.SQL(", ").join(map(ident, table.primary_key))))
+            conn.execute(
+                sql.SQL("CREATE TABLE IF NOT EXISTS {}.{} ({})").format(
+                    ident(raw_schema), ident(table.name), sql.SQL(", ").join(columns)
+                )
+            )
+            for column in table.columns:
+                conn.execute(
+                    sql.SQL("ALTER TABLE {}.{} ADD COLUMN IF NOT EXISTS {} {}").format(
+                        ident(raw_schema), ident(table.name), ident(column.name), sql.SQL(column.type)
+                    )
+                )
+            if table.parent:
+                conn.execute(
+                    sql.SQL("CREATE INDEX IF NOT EXISTS {} ON {}.{} ({})").format(
+                        ident(f"{table.name}_{table.parent.key}_idx"),
+                        ident(raw_schema),
+                        ident(table.name),
+                        ident(table.parent.key),
+                    )
+                )

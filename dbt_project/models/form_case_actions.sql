@@ -1,0 +1,13 @@
+{{ config(indexes=[{'columns': ['case_id']}, {'columns': ['form_id']}]) }}
+select
+    b.form_id,
+    b.case_id,
+    b.action,
+    coalesce(b.case_type, c.case_type) as case_type,
+    b.path,
+    f.received_on,
+    f.user_id,
+    b.payload
+from {{ source('raw', 'form_case_blocks') }} as b
+join {{ source('raw', 'forms') }} as f on f.form_id = b.form_id
+left join {{ source('raw', 'cases') }} as c on c.case_id = b.case_id

@@ -1,0 +1,17 @@
+{{ config(post_hook=["alter table {{ this }} add primary key (form_id)"],
+          indexes=[{'columns': ['xmlns']}, {'columns': ['user_id']}, {'columns': ['received_on']}]) }}
+select
+    form_id,
+    xmlns,
+    form_name,
+    app_id,
+    user_id,
+    username,
+    received_on,
+    time_start,
+    time_end,
+    archived,
+    device_id,
+    app_version,
+    form
+from {{ source('raw', 'forms') }}

@@ -1,0 +1,109 @@
+"""Case blocks extracted from form trees, as commcare-api.md describes them."""
+
+import json
+
+import pytest
+
+from data_explorer.loaders.commcare.forms import block_rows, find_case_blocks, form_row
+from data_explorer.loaders.errors import MalformedResponse
+
+TREE = {
+    "#type": "data",
+    "@name": "Case Update",
+    "@xmlns": "http://openrosa.org/formdesigner/4B1B717C",
+    "case": {"@case_id": "top", "@xmlns": "http://commcarehq.org/case/transaction/v2", "update": {"text": "TEST", "intval": "5"}},
+    "subcase_0": {
+        "case": {
+            "@case_id": "subcaseid",
+            "create": {"case_type": "child", "owner_id": "o1", "case_name": "hello"},
+            "update": {"dob": "2011-03-21"},
+            "index": {"parent": {"@case_type": "household", "#text": "some_parent"}},
+        }
+    },
+    "array_cases": [{"case": {"@case_id": "a1", "update": {}}}, {"case": {"@case_id": "a2", "close": ""}}],
+    "group": {"repeat_single": {"case": {"@case_id": "r1", "index": "", "update": {"x": "ü"}}}},
+    "ext": {"case": {"@case_id": "e1", "index": {"host": {"@case_type": "patient", "@relationship": "extension", "#text": "p1"}}}},
+    "listed": {"case": [{"@case_id": "l1", "close": None}, {"@case_id": "l2", "update": {"y": "1"}}]},
+    "meta": {"@xmlns": "http://openrosa.org/jr/xforms", "userID": "u1"},
+}
+
+
+def test_every_block_is_found_in_document_order():
+    paths = [(path, block["@case_id"]) for path, block in find_case_blocks(TREE)]
+    assert paths == [
+        ("form.case", "top"),
+        ("form.subcase_0.case", "subcaseid"),
+        ("form.array_cases[0].case", "a1"),
+        ("form.array_cases[1].case", "a2"),
+        ("form.group.repeat_single.case", "r1"),
+        ("form.ext.case", "e1"),
+        ("form.listed.case[0]", "l1"),
+        ("form.listed.case[1]", "l2"),
+    ]
+
+
+def test_each_action_becomes_a_row():
+    rows = block_rows("f1", TREE)
+    actions = [(r[3], r[4]) for r in rows]
+    assert actions == [
+        ("top", "update"),
+        ("subcaseid", "create"),
+        ("subcaseid", "update"),
+        ("subcaseid", "index"),
+        ("a1", "update"),
+        ("a2", "close"),
+        ("r1", "update"),  # the empty index "" carries nothing
+        ("e1", "index"),
+        ("l1", "close"),
+        ("l2", "update"),
+    ]
+    by_key = {(r[3], r[4]): r for r in rows}
+    assert by_key[("subcaseid", "create")][5] == "child"
+    assert json.loads(by_key[("subcaseid", "index")][6]) == {
+        "parent": {"case_id": "some_parent", "case_type": "household", "relationship": "child"}
+    }
+    assert json.loads(by_key[("e1", "index")][6])["host"]["relationship"] == "extension"
+    assert json.loads(by_key[("r1", "update")][6]) == {"x": "ü"}
+    assert len({(r[1], r[4]) for r in rows}) == len(rows)  # primary key holds
+
+
+def test_form_row_reads_metadata_and_keeps_the_tree():
+    form = {
+        "id": "f1", "app_id": "app", "build_id": "b", "received_on": "2024-01-01T00:00:00Z",
+        "server_modified_on": "2024-01-01T00:00:01.5Z", "indexed_on": "2024-01-01T00:00:02.000001",
+        "archived": False, "form": TREE,
+        "metadata": {"userID": "u1", "username": "w1", "timeStart": "2024-01-01T00:00:00", "timeEnd": "2024-01-01T00:01:00", "deviceID": "d", "appVersion": "v"},
+    }
+    row = form_row(form)
+    assert row[0] == "f1" and row[1] == TREE["@xmlns"] and row[2] == "Case Update"
+    assert row[9:11] == ("u1", "w1")
+    assert json.loads(row[15]) == TREE
+
+
+@pytest.mark.parametrize(
+    "form, message",
+    [
+        ({"form": {}}, "has no id"),
+        ({"id": "f", "indexed_on": "2024-01-01", "form": "x"}, "form tree"),
+        ({"id": "f", "indexed_on": "soon", "form": {}}, "not a timestamp"),
+        ({"id": "f", "indexed_on": "2024-01-01", "form": {}, "received_on": 5}, "received_on"),
+    ],
+)
+def test_malformed_forms_are_named(form, message):
+    with pytest.raises(MalformedResponse, match=message):
+        form_row(form)
+
+
+def test_a_block_without_a_case_id_is_malformed():
+    with pytest.raises(MalformedResponse, match="@case_id"):
+        block_rows("f", {"case": {"@case_id": "", "update": {}}})
+
+
+def test_hostile_depth_is_refused():
+    tree: dict = {}
+    node = tree
+    for _ in range(200):
+        node["g"] = {}
+        node = node["g"]
+    with pytest.raises(MalformedResponse, match="deeper"):
+        block_rows("f", tree)

@@ -1,0 +1,51 @@
+import random
+from datetime import datetime, timedelta, timezone
+
+from data_explorer.loaders.commcare.client import backoff_delay, parse_retry_after
+from data_explorer.loaders.cursor import IndexedOnCursor
+from data_explorer.warehouse.batches import dedupe_last
+from data_explorer.warehouse.checkpoints import Checkpoint, start_pass
+
+T0 = datetime(2024, 1, 1, tzinfo=timezone.utc)
+
+
+def test_cursor_drops_repeats_but_not_ties():
+    c = IndexedOnCursor()
+    assert c.accept(T0, "a")
+    assert c.accept(T0, "b")  # same instant, new id
+    assert not c.accept(T0, "a")  # repeated at the page boundary
+    assert not c.accept(T0 - timedelta(seconds=1), "z")
+    assert c.accept(T0 + timedelta(microseconds=1), "a")  # updated later: a new version
+    restored = IndexedOnCursor(c.state())
+    assert not restored.accept(T0 + timedelta(microseconds=1), "a")
+    assert restored.accept(T0 + timedelta(microseconds=1), "c")
+
+
+def test_backoff_honours_retry_after_within_the_bound():
+    rng = random.Random(1)
+    assert backoff_delay(0, 3.0, 300, rng) == 3.0
+    assert backoff_delay(0, 3000.0, 300, rng) == 300
+    delays = [backoff_delay(n, None, 300, rng) for n in range(12)]
+    assert all(0.5 * min(300, 2**n) <= d <= min(300, 2**n) for n, d in enumerate(delays))
+    assert parse_retry_after("7") == 7.0
+    assert parse_retry_after("soon") is None
+    assert parse_retry_after(None) is None
+    assert 0 <= parse_retry_after("Wed, 21 Oct 2015 07:28:00 GMT") <= 0.0001
+
+
+def test_dedupe_keeps_the_last_version():
+    rows = [("a", 1), ("b", 1), ("a", 2)]
+    assert dedupe_last(rows, [0]) == [("b", 1), ("a", 2)]
+
+
+def test_passes_resume_continue_or_restart():
+    first = start_pass(None, "cases", full=False)
+    assert first.full_pending and first.generation == 1 and first.cursor is None
+    interrupted = Checkpoint("cases", 1, True, {"indexed_on": "x"}, 10)
+    assert start_pass(interrupted, "cases", full=False) == interrupted
+    assert start_pass(interrupted, "cases", full=True) == interrupted  # finish the pass first
+    done = Checkpoint("cases", 1, False, {"indexed_on": "x"}, 10)
+    incremental = start_pass(done, "cases", full=False)
+    assert not incremental.full_pending and incremental.cursor == done.cursor and incremental.generation == 1
+    refresh = start_pass(done, "cases", full=True)
+    assert refresh.full_pending and refresh.cursor is None and refresh.generation == 2

@@ -1,0 +1,60 @@
+from pathlib import Path
+
+from data_explorer.loaders.commcare.applications import build_metadata
+from data_explorer.pipelines.registry import Registry
+from data_explorer.transform.comments import table_comments
+from data_explorer.transform.dbt import typed_view_model
+from data_explorer.transform.typed_views import BASE_COLUMNS, plan_typed_views
+
+APPS = [
+    {
+        "id": "app1", "name": "Santé", "version": 3,
+        "modules": [
+            {"name": {"en": "Patients"}, "case_type": "patient", "case_properties": ["dob", "Weight-KG", "case_name", "x'; drop"],
+             "forms": [{"xmlns": "http://x/reg", "name": {"en": "Register", "fr": "Inscrire"},
+                        "questions": [{"label": "Date of birth", "value": "/data/dob", "type": "Date"},
+                                      {"label": "Weight", "value": "/data/Weight-KG", "type": "Decimal"}]}]},
+            {"error": "could not serialise"},
+            {"name": "Types", "case_type": "types", "case_properties": [], "forms": []},
+            {"name": "Odd", "case_type": "{{ run_query('x') }}", "case_properties": ["{% raw %}"], "forms": []},
+        ],
+    }
+]
+
+
+def test_metadata_labels_properties_from_questions():
+    meta = build_metadata("demo", APPS)
+    props = meta["case_types"]["patient"]["properties"]
+    assert props["dob"] == {"label": "Date of birth", "question": "/data/dob", "type": "Date"}
+    assert props["Weight-KG"]["label"] == "Weight"
+    assert meta["forms"]["http://x/reg"]["name"] == "Register"
+    assert meta["apps"][0]["name"] == "Santé"
+    assert any("could not serialise" in w for w in meta["warnings"])
+
+
+def test_view_and_column_names_are_derived_safely():
+    meta = build_metadata("demo", APPS)
+    definitions, properties = plan_typed_views(meta, "case_", {"cases", "case_types", "users"})
+    views = {d[0]: d[1] for d in definitions}
+    assert views["patient"] == "case_patient"
+    assert views["types"] == "case_types_2"  # the model case_types keeps its name
+    assert all(v.replace("_", "").isalnum() and v.isascii() for v in views.values())
+    columns = {(p[0], p[1]): (p[2], p[3]) for p in properties}
+    assert columns[("patient", "dob")] == ("dob", "date")
+    assert columns[("patient", "Weight-KG")] == ("weight_kg", "numeric")
+    assert columns[("patient", "case_name")][0] == "p_case_name"  # would clash with a base column
+    assert columns[("patient", "x'; drop")][0] == "x_drop"
+    assert all(c[0] not in BASE_COLUMNS for c in columns.values())
+    for view in views.values():
+        assert "{{ case_type_view('%s') }}" % view in typed_view_model(view)
+
+
+def test_comments_describe_views_from_the_apps():
+    pipeline = Registry.from_directory(Path(__file__).resolve().parents[2] / "pipelines").get("commcare_sync")
+    meta = build_metadata("demo", APPS)
+    definitions, properties = plan_typed_views(meta, "case_", {m.name for m in pipeline.models})
+    comments = {(r, c): t for r, c, t in table_comments(pipeline, definitions, properties)}
+    assert comments[("case_patient", "dob")].startswith("Date of birth — case property 'dob'")
+    assert "read as date" in comments[("case_patient", "dob")]
+    assert comments[("case_patient", None)].startswith("Cases of type patient")
+    assert comments[("cases", "case_id")] == "Case id (primary key)."
