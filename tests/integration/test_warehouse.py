@@ -1,0 +1,136 @@
+"""Provisioning, checkpointed loading and atomic publishing against the real PostgreSQL."""
+
+from __future__ import annotations
+
+import secrets
+from pathlib import Path
+
+import psycopg
+import pytest
+from psycopg import sql
+
+from data_explorer.loaders.batch import Batch
+from data_explorer.pipelines.loading import load_source
+from data_explorer.pipelines.registry import Registry
+from data_explorer.warehouse.control_tables import ensure_control_tables
+from data_explorer.warehouse.naming import TenantNames
+from data_explorer.warehouse.provisioning import TenantNameConflict, provision_tenant, teardown_tenant
+from data_explorer.warehouse.publish import publish, reset_build_schema
+from data_explorer.warehouse.raw_tables import ensure_raw_tables
+
+PIPELINE = Registry.from_directory(Path(__file__).resolve().parents[2] / "pipelines").get("commcare_sync")
+CONTROL = "data_explorer"
+
+
+@pytest.fixture
+def tenant(conn, session_tag):
+    ensure_control_tables(conn, CONTROL)
+    names = TenantNames.for_domain(f"w-{secrets.token_hex(3)}", session_tag)
+    provision_tenant(conn, names, CONTROL)
+    ensure_raw_tables(conn, names.raw_schema, PIPELINE.raw_tables)
+    yield names
+    teardown_tenant(conn, names, CONTROL)
+
+
+class ListLoader:
+    """A source that serves fixed pages of user records and remembers how it was asked."""
+
+    def __init__(self, pages, fail_after=None):
+        self.pages, self.fail_after, self.asked = pages, fail_after, []
+
+    def batches(self, cursor):
+        self.asked.append(cursor)
+        start = cursor["page"] if cursor else 0
+        for index in range(start, len(self.pages)):
+            if self.fail_after is not None and index >= self.fail_after:
+                raise RuntimeError("source broke")
+            rows = [_user(u) for u in self.pages[index]]
+            yield Batch({"users": rows}, [], {"page": index + 1}, len(rows), None)
+
+
+def _user(user_id, name="x"):
+    return (user_id, name, None, None, None, None, "[]", "[]", None, "[]", "{}")
+
+
+def _users(conn, names):
+    return dict(conn.execute(sql.SQL("SELECT user_id, username FROM {}.users").format(sql.Identifier(names.raw_schema))).fetchall())
+
+
+def test_provisioning_is_idempotent_and_refuses_schema_clashes(conn, tenant, session_tag):
+    provision_tenant(conn, tenant, CONTROL)  # again: nothing changes
+    roles = {r for (r,) in conn.execute("SELECT rolname FROM pg_roles WHERE rolname LIKE %s", (f"{session_tag}\\_{tenant.schema}%",))}
+    assert roles == {tenant.reader_role, tenant.writer_role}
+    clash = TenantNames.for_domain(tenant.domain.upper(), session_tag)  # a different domain, same schema
+    assert clash.schema == tenant.schema
+    with pytest.raises(TenantNameConflict, match="already uses"):
+        provision_tenant(conn, clash, CONTROL)
+
+
+def test_a_failed_load_keeps_every_committed_batch_and_resumes_after_it(db, conn, tenant):
+    source = PIPELINE.source("users")
+    pages = [[f"u{p}{i}" for i in range(3)] for p in range(4)]
+    with db.connect() as writer:
+        with pytest.raises(RuntimeError, match="source broke"):
+            load_source(writer, tenant.raw_schema, source.model_copy(update={"incremental": True}), ListLoader(pages, fail_after=2), full=False, on_batch=lambda p: None)
+    assert len(_users(conn, tenant)) == 6  # two batches committed with their checkpoint
+    resumed = ListLoader(pages)
+    with db.connect() as writer:
+        result = load_source(writer, tenant.raw_schema, source.model_copy(update={"incremental": True}), resumed, full=False, on_batch=lambda p: None)
+    assert resumed.asked == [{"page": 2}]  # the interrupted full pass went on from its checkpoint
+    assert result.mode == "full (resumed)" and result.rows == 6
+    assert len(_users(conn, tenant)) == 12
+
+
+def test_a_full_pass_removes_what_the_source_no_longer_has(db, conn, tenant):
+    source = PIPELINE.source("users")  # not incremental: every run is a full pass
+    with db.connect() as writer:
+        load_source(writer, tenant.raw_schema, source, ListLoader([["a", "b"], ["c"]]), full=False, on_batch=lambda p: None)
+        result = load_source(writer, tenant.raw_schema, source, ListLoader([["a", "c"]]), full=False, on_batch=lambda p: None)
+    assert result.deleted == 1
+    assert set(_users(conn, tenant)) == {"a", "c"}
+
+
+def test_repeats_within_a_batch_keep_the_last_version(db, conn, tenant):
+    class Repeating:
+        def batches(self, cursor):
+            yield Batch({"users": [_user("a", "old"), _user("b"), _user("a", "new")]}, [], None, 3, None)
+
+    with db.connect() as writer:
+        result = load_source(writer, tenant.raw_schema, PIPELINE.source("users"), Repeating(), full=False, on_batch=lambda p: None)
+    assert result.rows == 2
+    assert _users(conn, tenant)["a"] == "new"
+
+
+def test_publish_swaps_atomically_and_grants_only_the_reader(conn, tenant):
+    def build(value):
+        reset_build_schema(conn, tenant)
+        conn.execute(sql.SQL("CREATE TABLE {}.t (v int)").format(sql.Identifier(tenant.build_schema)))
+        conn.execute(sql.SQL("INSERT INTO {}.t VALUES (%s)").format(sql.Identifier(tenant.build_schema)), (value,))
+
+    build(1)
+    publish(conn, tenant, [("t", None, "a table"), ("t", "v", "a value"), ("gone", None, "skipped")], lambda c: None)
+    build(2)
+
+    def broken(c):
+        raise RuntimeError("the run's record could not be written")
+
+    with pytest.raises(RuntimeError):
+        publish(conn, tenant, [], broken)
+    table = sql.SQL("{}.t").format(sql.Identifier(tenant.schema))
+    assert conn.execute(sql.SQL("SELECT v FROM {}").format(table)).fetchone() == (1,)  # the first run is still what is published
+    assert conn.execute("SELECT obj_description(%s::regclass)", (f"{tenant.schema}.t",)).fetchone() == ("a table",)
+    with conn.transaction():
+        conn.execute(sql.SQL("SET LOCAL ROLE {}").format(sql.Identifier(tenant.reader_role)))
+        assert conn.execute(sql.SQL("SELECT v FROM {}").format(table)).fetchone() == (1,)
+        with pytest.raises(psycopg.errors.InsufficientPrivilege):
+            conn.execute(sql.SQL("SELECT * FROM {}.users").format(sql.Identifier(tenant.raw_schema)))
+
+
+def test_teardown_drops_schemas_and_roles(conn, session_tag):
+    ensure_control_tables(conn, CONTROL)
+    names = TenantNames.for_domain(f"td-{secrets.token_hex(3)}", session_tag)
+    provision_tenant(conn, names, CONTROL)
+    assert teardown_tenant(conn, names, CONTROL)
+    assert conn.execute("SELECT count(*) FROM pg_roles WHERE rolname = ANY(%s)", ([names.reader_role, names.writer_role],)).fetchone() == (0,)
+    assert conn.execute("SELECT count(*) FROM pg_namespace WHERE nspname LIKE %s", (f"{names.schema}%",)).fetchone() == (0,)
+    assert not teardown_tenant(conn, names, CONTROL)
