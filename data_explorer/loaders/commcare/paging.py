@@ -4,6 +4,7 @@
 - Form API v0.5: keyset paging on ``indexed_on`` (``order_by=indexed_on``,
   ``indexed_on_start``), because offsets shift when records change mid-pull; an
   offset is used only to step through a page whose records all share one instant.
+  Archived forms are included: the ``archived`` column says which they are.
 - Tastypie resources (users): offset paging through the relative ``meta.next``.
 """
 
@@ -69,7 +70,7 @@ def form_pages(client: CommCareClient, domain: str, *, limit: int, since: dateti
     url = f"/a/{domain}/api/v0.5/form/"
     start, offset = since, 0
     for _ in range(MAX_PAGES):
-        params: dict[str, Any] = {"limit": limit, "order_by": "indexed_on", "offset": offset}
+        params: dict[str, Any] = {"limit": limit, "order_by": "indexed_on", "offset": offset, "include_archived": "true"}
         if start is not None:
             params["indexed_on_start"] = format_for_filter(start)
         body = client.get_json(url, params, what=what)

@@ -1,0 +1,146 @@
+"""discover -> load -> transform -> publish against the simulator over HTTP and the real PostgreSQL."""
+
+from __future__ import annotations
+
+import psycopg
+import pytest
+from psycopg import sql
+
+
+def test_a_first_run_publishes_exactly_what_the_project_space_holds(space, conn):
+    status = space.run()
+    assert status.phase == "Succeeded", status.error
+    expected = space.expected()
+    for table in ("cases", "forms", "users"):
+        assert space.count(conn, table) == expected[table], table
+    loaded = status.phases["load"]
+    assert {name: loaded[name]["rows"] for name in expected} == expected
+    assert all(loaded[name]["mode"] == "full" for name in expected)
+    assert status.progress == {"current": 100, "total": 100, "message": "published"}
+    models = status.phases["transform"]["models"]
+    assert {"cases", "case_indices", "forms", "form_case_actions", "users", "case_types", "form_submissions"} <= set(models)
+    assert all(m["state"] == "success" for m in models.values())
+    # the run's row in the control table says the same
+    row = conn.execute("SELECT phase, phases, progress, error FROM data_explorer.runs WHERE run_id = %s", (status.run_id,)).fetchone()
+    assert row[0] == "Succeeded" and row[1]["load"]["cases"]["rows"] == expected["cases"] and row[3] is None
+
+
+def test_typed_views_have_a_described_column_per_property(space, conn):
+    assert space.run().phase == "Succeeded"
+    schema = space.names.schema
+    types = conn.execute(
+        sql.SQL("SELECT case_type, view_name, property_count, cases_total FROM {}.case_types ORDER BY 1").format(sql.Identifier(schema))
+    ).fetchall()
+    assert len(types) >= 3
+    assert sum(t[3] for t in types) == space.expected()["cases"]
+    metadata = conn.execute(
+        "SELECT metadata FROM data_explorer.tenant_metadata WHERE domain = %s", (space.domain,)
+    ).fetchone()[0]
+    for case_type, view, property_count, total in types:
+        declared = metadata["case_types"][case_type]["properties"]
+        assert property_count == len(declared)
+        columns = conn.execute(
+            "SELECT column_name, col_description((table_schema || '.' || table_name)::regclass, ordinal_position)"
+            " FROM information_schema.columns WHERE table_schema = %s AND table_name = %s ORDER BY ordinal_position",
+            (schema, view),
+        ).fetchall()
+        assert len(columns) == 9 + len(declared)
+        assert all(description for _, description in columns), f"{view} has undescribed columns"
+        labelled = [d for _, d in columns if "case property" in d and " — " in d]
+        assert labelled, f"{view}: no column carries a label from the app definitions"
+        assert conn.execute(sql.SQL("SELECT count(*) FROM {}.{}").format(sql.Identifier(schema), sql.Identifier(view))).fetchone()[0] == total
+    table_comment = conn.execute("SELECT obj_description(%s::regclass)", (f"{schema}.cases",)).fetchone()[0]
+    assert table_comment.startswith("Every case")
+
+
+def test_nested_case_blocks_become_form_to_case_rows(space, conn):
+    assert space.run().phase == "Succeeded"
+    schema = sql.Identifier(space.names.schema)
+    actions = dict(conn.execute(sql.SQL("SELECT action, count(*) FROM {}.form_case_actions GROUP BY 1").format(schema)).fetchall())
+    assert {"create", "update", "close", "index"} <= set(actions)
+    in_repeats = conn.execute(sql.SQL("SELECT count(*) FROM {}.form_case_actions WHERE path LIKE '%%]%%'").format(schema)).fetchone()[0]
+    assert in_repeats > 0
+    per_form = conn.execute(
+        sql.SQL("SELECT max(n) FROM (SELECT form_id, count(DISTINCT case_id) n FROM {}.form_case_actions GROUP BY 1) t").format(schema)
+    ).fetchone()[0]
+    assert per_form > 1
+    extension = conn.execute(
+        sql.SQL("SELECT count(*) FROM {}.form_case_actions WHERE action = 'index' AND payload::text LIKE '%%extension%%'").format(schema)
+    ).fetchone()[0]
+    assert extension > 0
+    relationships = dict(conn.execute(sql.SQL("SELECT relationship, count(*) FROM {}.case_indices GROUP BY 1").format(schema)).fetchall())
+    assert relationships.get("child") and relationships.get("extension")
+    orphans = conn.execute(
+        sql.SQL("SELECT count(*) FROM {0}.form_case_actions a LEFT JOIN {0}.forms f USING (form_id) WHERE f.form_id IS NULL").format(schema)
+    ).fetchone()[0]
+    assert orphans == 0
+
+
+def test_incremental_runs_load_exactly_what_changed(space, conn):
+    assert space.run().phase == "Succeeded"
+    space.sim.mutate(space.domain, update_cases=10)
+    status = space.run()
+    assert status.phase == "Succeeded", status.error
+    assert status.phases["load"]["cases"]["rows"] == 10
+    assert status.phases["load"]["cases"]["mode"] == "incremental"
+    assert status.phases["load"]["forms"]["rows"] == 0
+    assert space.count(conn, "cases") == space.expected()["cases"]
+
+    touched = space.sim.mutate(space.domain, new_cases=7, new_forms=5)
+    status = space.run()
+    assert status.phase == "Succeeded", status.error
+    expected = space.expected()
+    assert status.phases["load"]["forms"]["rows"] == 5
+    assert status.phases["load"]["cases"]["rows"] >= 7  # new cases, plus any the new forms updated
+    for table in ("cases", "forms", "users"):
+        assert space.count(conn, table) == expected[table]
+    schema = sql.Identifier(space.names.schema)
+    dupes = conn.execute(sql.SQL("SELECT count(*) - count(DISTINCT case_id) FROM {}.cases").format(schema)).fetchone()[0]
+    assert dupes == 0
+    assert touched  # the simulator said what it changed
+
+
+def test_full_forces_a_complete_reload(space, conn):
+    assert space.run().phase == "Succeeded"
+    status = space.run(full=True)
+    assert status.phase == "Succeeded"
+    assert status.phases["load"]["cases"]["mode"] == "full"
+    assert status.phases["load"]["cases"]["rows"] == space.expected()["cases"]
+    assert space.count(conn, "cases") == space.expected()["cases"]
+
+
+def test_a_last_page_exactly_full_costs_one_empty_request(space_factory, conn):
+    space = space_factory(cases=200, forms=100)
+    status = space.run(COMMCARE_CASE_PAGE_SIZE=50, COMMCARE_FORM_PAGE_SIZE=25)
+    assert status.phase == "Succeeded", status.error
+    assert space.count(conn, "cases") == 200
+    assert space.count(conn, "forms") == space.expected()["forms"]
+    stats = space.sim.stats()
+    assert stats["requests"]["cases"] == {"200": 200 // 50 + 1}  # four full pages, then the empty one without `next`
+
+
+def test_a_failed_source_resumes_from_its_checkpoint(space, conn):
+    space.sim.set_faults({"rules": [{"kind": "unauthorized", "rate": 1.0, "scope": "forms"}]})
+    failed = space.run()
+    assert failed.phase == "Failed" and failed.error["code"] == "AUTH_FAILED"
+    assert failed.phases["load"]["cases"]["state"] == "done"
+    space.sim.set_faults({})
+    status = space.run()
+    assert status.phase == "Succeeded", status.error
+    assert status.phases["load"]["cases"]["rows"] == 0  # already loaded by the failed run
+    assert status.phases["load"]["forms"]["rows"] == space.expected()["forms"]
+    assert space.count(conn, "cases") == space.expected()["cases"]
+
+
+def test_reader_sees_the_published_tables_and_nothing_private(space, conn):
+    assert space.run().phase == "Succeeded"
+    names = space.names
+    with conn.transaction():
+        conn.execute(sql.SQL("SET LOCAL ROLE {}").format(sql.Identifier(names.reader_role)))
+        assert conn.execute(sql.SQL("SELECT count(*) FROM {}.case_types").format(sql.Identifier(names.schema))).fetchone()[0] > 0
+        with pytest.raises(psycopg.errors.InsufficientPrivilege):
+            conn.execute(sql.SQL("SELECT count(*) FROM {}.cases").format(sql.Identifier(names.raw_schema)))
+    with conn.transaction():
+        conn.execute(sql.SQL("SET LOCAL ROLE {}").format(sql.Identifier(names.reader_role)))
+        with pytest.raises(psycopg.errors.InsufficientPrivilege):
+            conn.execute("SELECT count(*) FROM data_explorer.runs")
