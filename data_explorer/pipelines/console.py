@@ -73,9 +73,24 @@ class ConsoleReporter:
         pass
 
 
+def format_table(headers: tuple[str, ...], rows: list[tuple], right: tuple[int, ...] = ()) -> str:
+    """A plain-text table; columns listed in ``right`` are right-aligned. Pure."""
+    cells = [tuple("" if v is None else f"{v:,}" if isinstance(v, int) and not isinstance(v, bool) else str(v) for v in row) for row in rows]
+    widths = [max(len(str(h)), *(len(r[i]) for r in cells)) if cells else len(str(h)) for i, h in enumerate(headers)]
+
+    def line(values) -> str:
+        return "  ".join(f"{v:>{w}}" if i in right else f"{v:<{w}}" for i, (v, w) in enumerate(zip(values, widths))).rstrip()
+
+    rule = "-" * (sum(widths) + 2 * (len(widths) - 1))
+    return "\n".join([line(headers), rule, *(line(r) for r in cells)])
+
+
 def summary_table(status: RunStatus) -> str:
     """The end-of-run table: rows per source, models built, time. Pure."""
-    rows: list[tuple[str, str, str, str]] = []
+    discover = status.phases.get("discover") or {}
+    rows: list[tuple] = [
+        ("discover", f"{discover.get('case_types', 0)} case types", f"{discover.get('forms', 0)} forms", f"{discover.get('seconds', 0):.1f}s")
+    ]
     for name, info in (status.phases.get("load") or {}).items():
         detail = info.get("mode", "")
         if info.get("deleted"):
@@ -85,15 +100,6 @@ def summary_table(status: RunStatus) -> str:
     for name, model in (transform.get("models") or {}).items():
         count = "" if model.get("rows") is None else f"{model['rows']:,} rows"
         rows.append((f"model {name}", count, model.get("state", ""), f"{model.get('seconds', 0):.1f}s"))
-    discover = status.phases.get("discover") or {}
-    head = [("discover", f"{discover.get('case_types', 0)} case types", f"{discover.get('forms', 0)} forms", f"{discover.get('seconds', 0):.1f}s")]
-    rows = head + rows
-    widths = [max(len(r[i]) for r in rows) for i in range(4)]
-    out = [f"{'step':<{widths[0]}}  {'result':>{widths[1]}}  {'detail':<{widths[2]}}  {'time':>{widths[3]}}"]
-    out.append("-" * (sum(widths) + 6))
-    for r in rows:
-        out.append(f"{r[0]:<{widths[0]}}  {r[1]:>{widths[1]}}  {r[2]:<{widths[2]}}  {r[3]:>{widths[3]}}")
     total = (status.completed_at - status.started_at).total_seconds() if status.completed_at and status.started_at else 0
-    out.append("-" * (sum(widths) + 6))
-    out.append(f"{status.phase} in {total:.1f}s (run {status.run_id})")
-    return "\n".join(out)
+    table = format_table(("step", "result", "detail", "time"), rows, right=(1, 3))
+    return f"{table}\n{status.phase} in {total:.1f}s (run {status.run_id})"

@@ -1,0 +1,162 @@
+"""How fast the CommCare simulator serves records to a client that only downloads pages.
+
+    python benchmarks/simulator_throughput.py [--cases 200000] [--forms 50000] [--repeat 1]
+
+The simulator runs in a child process (as in real use, so client and server do
+not share one interpreter lock); the client pages through the Case API v2 with
+limit=5000 and through the Form API with limit=1000, reading every byte and
+discarding it (and, separately, also parsing the JSON, to show what a loader
+would see). Prints a table and writes JSON to benchmarks/results/.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import socket
+import subprocess
+import sys
+import time
+from datetime import datetime, timezone
+from pathlib import Path
+from urllib.parse import parse_qsl, urlsplit
+
+import httpx
+
+ROOT = Path(__file__).resolve().parent.parent
+RESULTS = ROOT / "benchmarks" / "results"
+AUTH = {"Authorization": "ApiKey demo@example.org:demo-api-key"}
+
+SERVER = """
+import sys
+from data_explorer.simulator import DomainConfig, SimulatorConfig, WebUser, serve
+cases, forms, port = int(sys.argv[1]), int(sys.argv[2]), int(sys.argv[3])
+config = SimulatorConfig(
+    domains=(DomainConfig("bench", cases=cases, forms=forms, users=50),),
+    users=(WebUser("demo@example.org", "demo-api-key", ("bench",)),),
+)
+serve(config, "127.0.0.1", port)
+"""
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def start_server(cases: int, forms: int) -> tuple[subprocess.Popen, str]:
+    port = free_port()
+    process = subprocess.Popen(
+        [sys.executable, "-c", SERVER, str(cases), str(forms), str(port)], cwd=ROOT,
+        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+    )
+    base = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        try:
+            if httpx.get(f"{base}/_sim/state", timeout=1).status_code == 200:
+                return process, base
+        except httpx.TransportError:
+            time.sleep(0.05)
+        if process.poll() is not None:
+            raise RuntimeError(f"simulator exited: {process.stderr.read().decode()[-2000:]}")
+    process.kill()
+    raise RuntimeError("simulator did not start in 30 s")
+
+
+def pull_cases(client: httpx.Client, base: str, parse: bool) -> tuple[int, int, int]:
+    url, params = f"{base}/a/bench/api/case/v2/", {"limit": 5000}
+    records = pages = size = 0
+    while url:
+        response = client.get(url, params=params)
+        response.raise_for_status()
+        body = response.content
+        pages, size = pages + 1, size + len(body)
+        if parse:
+            data = json.loads(body)
+            records += len(data["cases"])
+            url, params = data.get("next"), None
+        else:  # find the count and the link without parsing the records
+            head, tail = body[:40], body[-2000:]
+            records += int(head.split(b":", 1)[1].split(b",", 1)[0]) if pages == 1 else 0
+            marker = tail.rfind(b'"next": "')
+            url, params = (tail[marker + 9: tail.rfind(b'"')].decode(), None) if marker >= 0 else (None, None)
+    return records, pages, size
+
+
+def pull_forms(client: httpx.Client, base: str, parse: bool) -> tuple[int, int, int]:
+    path, params = "/a/bench/api/v0.5/form/", {"limit": 1000, "order_by": "indexed_on"}
+    records = pages = size = 0
+    while True:
+        response = client.get(f"{base}{path}", params=params)
+        response.raise_for_status()
+        body = response.content
+        pages, size = pages + 1, size + len(body)
+        if parse:
+            data = json.loads(body)
+            records += len(data["objects"])
+            link = data["meta"]["next"]
+        else:
+            head = body[:600]
+            start = head.index(b'{"limit"')
+            meta = json.loads(head[start: head.index(b"}", start) + 1])
+            records = meta["total_count"]
+            link = meta["next"]
+        if not link:
+            return records, pages, size
+        params = dict(parse_qsl(urlsplit(link).query))
+
+
+def measure(name: str, pull, base: str, parse: bool, repeat: int) -> dict:
+    best = None
+    for _ in range(repeat):
+        with httpx.Client(headers=AUTH, timeout=120) as client:
+            started = time.perf_counter()
+            records, pages, size = pull(client, base, parse)
+            elapsed = time.perf_counter() - started
+        run = {"records": records, "pages": pages, "bytes": size, "seconds": round(elapsed, 3),
+               "records_per_s": round(records / elapsed), "mb_per_s": round(size / elapsed / 1e6, 1)}
+        if best is None or run["records_per_s"] > best["records_per_s"]:
+            best = run
+    return {"what": name, "client": "parse JSON" if parse else "download only", **best}
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--cases", type=int, default=200_000)
+    parser.add_argument("--forms", type=int, default=50_000)
+    parser.add_argument("--repeat", type=int, default=1, help="runs per measurement; the best is kept")
+    args = parser.parse_args(argv)
+    process, base = start_server(args.cases, args.forms)
+    try:
+        rows = [
+            measure("cases (limit 5000)", pull_cases, base, False, args.repeat),
+            measure("cases (limit 5000)", pull_cases, base, True, args.repeat),
+            measure("forms (limit 1000)", pull_forms, base, False, args.repeat),
+            measure("forms (limit 1000)", pull_forms, base, True, args.repeat),
+        ]
+    finally:
+        process.terminate()
+        process.wait(timeout=10)
+    header = f"{'endpoint':<20} {'client':<14} {'records':>9} {'pages':>6} {'MB':>8} {'s':>7} {'records/s':>10} {'MB/s':>6}"
+    print(header)
+    print("-" * len(header))
+    for r in rows:
+        print(f"{r['what']:<20} {r['client']:<14} {r['records']:>9} {r['pages']:>6} {r['bytes'] / 1e6:>8.1f} "
+              f"{r['seconds']:>7.2f} {r['records_per_s']:>10} {r['mb_per_s']:>6}")
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%SZ")
+    out = RESULTS / f"simulator_throughput-{stamp}.json"
+    out.write_text(json.dumps({
+        "benchmark": "simulator_throughput", "at": stamp, "cases": args.cases, "forms": args.forms,
+        "python": platform.python_version(), "machine": platform.machine(), "cpus": os.cpu_count(), "results": rows,
+    }, indent=2) + "\n")
+    print(f"\nwritten to {out.relative_to(ROOT)}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

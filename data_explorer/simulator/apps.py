@@ -1,0 +1,104 @@
+"""Application definitions of one project space, derived from ``schema``: what the discover phase reads.
+
+Each module lists exactly the properties its case type carries, and each form
+every question (and group) its submissions contain, with English and French
+labels.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from data_explorer.simulator.schema import APPS, CASE_PROPERTIES, App, FormKind, Group, Question, questions
+from data_explorer.simulator.synth import DAY_US, fmt_naive, make_tag, record_id
+
+RELEASED_BUILDS = 3  # builds listed in ``versions``, the newest released
+
+
+class AppSet:
+    def __init__(self, seed: int, domain: str, built: int):
+        self.domain = domain
+        self.seed = seed
+        tag, build_tag, unique = (make_tag(seed, domain, k) for k in ("app", "build", "unique"))
+        self.ids = [record_id(tag, k) for k in range(len(APPS))]
+        self.build_ids = [record_id(build_tag, k * 1000 + app.version) for k, app in enumerate(APPS)]
+        self.versions = [app.version for app in APPS]
+        self._unique = unique
+        self._built = built
+        self.objects = [self._app(k, app) for k, app in enumerate(APPS)]
+        self.by_id = {obj["id"]: obj for obj in self.objects}
+
+    def json(self, app_id: str | None = None) -> bytes | None:
+        """The list envelope (app_id None), or one app; None when there is no such app."""
+        if app_id is not None:
+            obj = self.by_id.get(app_id)
+            return None if obj is None else json.dumps(obj, ensure_ascii=False).encode()
+        meta = {"limit": None, "next": None, "offset": 0, "previous": None, "total_count": len(self.objects)}
+        return json.dumps({"meta": meta, "objects": self.objects}, ensure_ascii=False).encode()
+
+    def _uid(self, *parts: int) -> str:
+        return record_id(self._unique, sum(p << (10 * k) for k, p in enumerate(parts)))
+
+    def _app(self, k: int, app: App) -> dict[str, Any]:
+        build_tag = make_tag(self.seed, self.domain, f"build-{k}")
+        versions = [
+            {
+                "build_comment": f"Build {v}",
+                "build_id": self.build_ids[k] if v == app.version else record_id(build_tag, v),
+                "built_on": fmt_naive(self._built - (app.version - v) * 7 * DAY_US),
+                "is_released": v == app.version,
+                "version": v,
+            }
+            for v in range(app.version - RELEASED_BUILDS + 1, app.version + 1)
+        ]
+        return {
+            "build_comment": None,
+            "built_from_app_id": None,
+            "built_on": None,
+            "id": self.ids[k],
+            "is_released": True,
+            "modules": [
+                {
+                    "case_properties": list(CASE_PROPERTIES[module.case_type]),
+                    "case_type": module.case_type,
+                    "forms": [self._form(kind, k, m, f) for f, kind in enumerate(module.forms)],
+                    "name": {"en": module.name, "fr": module.name_fr},
+                    "unique_id": self._uid(k, m, 0, 1),
+                }
+                for m, module in enumerate(app.modules)
+            ],
+            "name": app.name,
+            "version": app.version,
+            "versions": versions,
+        }
+
+    def _form(self, kind: FormKind, app: int, module: int, form: int) -> dict[str, Any]:
+        return {
+            "name": {"en": kind.name, "fr": kind.name_fr},
+            "questions": [_question(path, node, repeat, group) for path, node, repeat, group in questions(kind.tree)],
+            "unique_id": self._uid(app, module, form + 1, 2),
+            "xmlns": kind.xmlns,
+        }
+
+
+def _question(path: str, node: Question | Group, repeat: str | None, group: str | None) -> dict[str, Any]:
+    if isinstance(node, Group):
+        tag, type_, options, required, calculate = ("repeat" if node.repeat else "group"), ("Repeat" if node.repeat else "Group"), (), False, None
+    else:
+        tag, type_, options, required, calculate = node.tag, node.type, node.options, node.required, node.calculate
+    return {
+        "calculate": None if calculate is None else f"'{calculate}'",
+        "comment": None,
+        "group": group,
+        "hashtagValue": "#form" + path[len("/data"):],
+        "label": node.label,
+        "options": [{"label": en, "translations": {"en": en, "fr": fr}, "value": v} for v, en, fr in options],
+        "relevant": None,
+        "repeat": repeat,
+        "required": required,
+        "tag": tag,
+        "translations": {"en": node.label, "fr": node.label_fr},
+        "type": type_,
+        "value": path,
+    }

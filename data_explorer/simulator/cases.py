@@ -1,0 +1,348 @@
+"""The cases of one project space: generated from (seed, domain, index, version), ordered as CommCare orders them.
+
+Order is ``indexed_on`` then ``case_id``. Base cases (data version 0) occupy
+positions ``0 .. n_base-1`` in groups of four; about a third of the groups
+share one ``indexed_on`` instant, and within such a group the order is by id.
+Every change made later (an update, or a new case) is appended to a *tail*
+with a later timestamp, so updated cases move to the end as in CommCare; the
+record they supersede stays in place but is no longer live. Only touched cases
+take memory.
+"""
+
+from __future__ import annotations
+
+import bisect
+from dataclasses import dataclass
+from typing import Iterator
+
+from data_explorer.simulator import pools
+from data_explorer.simulator.pools import ASCII, FIRST_NAMES, RAW, SURNAMES, UTF8, Value, concat, esc, raw
+from data_explorer.simulator.schema import CASE_PROPERTIES, SLOT_TYPES, VALUE_FUNCTIONS, VALUE_TABLES, parent_index
+from data_explorer.simulator.synth import DAY_US, MASK64, US, fmt_date, fmt_ts, make_tag, mix64, record_id, stable_hash
+
+_GOLD, _SILVER = 0x9E3779B97F4A7C15, 0xD1B54A32D192ED03
+_MEMO = 16_384  # entries kept by each small cache of recent values
+HOUSEHOLD_NAMES = tuple(concat(last, " household") for last in SURNAMES)
+PERSON_NAMES = tuple(concat(first, " ", last) for last in SURNAMES for first in FIRST_NAMES)
+_PROP_SALTS = {name: stable_hash("prop", name) for props in CASE_PROPERTIES.values() for name in props}
+_CLOSE_ONE_IN = {"household": 50, "patient": 12, "visit": 3}
+_INDEX_OF_TYPE = {"patient": ("parent", "household", "child"), "visit": ("host", "patient", "extension")}
+
+
+@dataclass(frozen=True)
+class CaseState:
+    """A touched case: its current version and times. Base cases that were never touched have none."""
+
+    version: int
+    time: int  # indexed_on of this version, microseconds
+    opened: int  # date_opened, microseconds
+    new: bool  # created after data version 0
+    offset: int  # where this version sits in the tail
+
+
+class CaseSpace:
+    def __init__(self, seed: int, domain: str, n_base: int, owner_ids: list[str], start: int, span: int):
+        self.domain = domain
+        self.tag = make_tag(seed, domain, "case")
+        self.salt = stable_hash(seed, domain, "case")
+        self.family_salt = stable_hash(seed, domain, "family")
+        self.n_base = n_base
+        self.n_total = n_base
+        self.owner_ids = owner_ids
+        self.start = start
+        self.spacing = max(1000, span // max(n_base, 1))
+        self.states: dict[int, CaseState] = {}
+        self.tail: list[tuple[int, str, int, int]] = []  # (time, case_id, index, version), sorted
+        self.moved: list[int] = []  # base positions whose case has a newer version in the tail, sorted
+        self.stale: list[int] = []  # tail offsets superseded by a later tail entry, sorted
+        self._group_cache: tuple[int, list[tuple[int, str]]] = (-1, [])
+        self._ids: dict[int, str] = {}  # recent ids: a page's, and their parents'
+        self._families: dict[int, tuple[int, Value, str]] = {}  # recent families: (surname, household name, owner)
+        self._group_hashes: dict[int, int] = {}
+
+    # --- identity and order ---------------------------------------------------------------
+
+    def case_id(self, index: int) -> str:
+        """The id of case ``index``; recent ones are remembered (families are read together)."""
+        ids = self._ids
+        case_id = ids.get(index)
+        if case_id is None:
+            if len(ids) > _MEMO:
+                ids.clear()
+            case_id = ids[index] = record_id(self.tag, index)
+        return case_id
+
+    def owner_index(self, index: int) -> int:
+        """Which owner a case has: one per family."""
+        return mix64(self.family_salt ^ (index >> 3)) % len(self.owner_ids)
+
+    def _family(self, family: int) -> tuple[int, Value, str]:
+        """(surname number, household name, owner id) shared by a family's cases."""
+        found = self._families.get(family)
+        if found is None:
+            if len(self._families) > _MEMO:
+                self._families.clear()
+            h = mix64(self.family_salt ^ family)
+            surname = h % len(SURNAMES)
+            found = self._families[family] = (surname, HOUSEHOLD_NAMES[surname], self.owner_ids[h % len(self.owner_ids)])
+        return found
+
+    def _group_hash(self, group: int) -> int:
+        found = self._group_hashes.get(group)
+        if found is None:
+            if len(self._group_hashes) > _MEMO:
+                self._group_hashes.clear()
+            found = self._group_hashes[group] = mix64(self.salt ^ group)
+        return found
+
+    def base_time(self, index: int) -> int:
+        group = index >> 2
+        g_hash = self._group_hash(group)
+        slot = (index & ~3) if g_hash % 3 == 0 else index  # a third of the groups share one instant
+        return self.start + slot * self.spacing + (g_hash >> 8) % (self.spacing // 2)
+
+    def group(self, group: int) -> list[tuple[int, str]]:
+        """(index, case_id) of one group of four base positions, in order."""
+        if self._group_cache[0] == group:
+            return self._group_cache[1]
+        first = group * 4
+        members = [(i, self.case_id(i)) for i in range(first, min(first + 4, self.n_base))]
+        if self._group_hash(group) % 3 == 0:
+            members.sort(key=lambda m: m[1])
+        self._group_cache = (group, members)
+        return members
+
+    def base_position(self, index: int) -> int:
+        members = self.group(index >> 2)
+        return (index & ~3) + next(k for k, (i, _) in enumerate(members) if i == index)
+
+    @property
+    def positions(self) -> int:
+        return self.n_base + len(self.tail)
+
+    def key(self, position: int) -> tuple[int, str]:
+        if position < self.n_base:
+            index, case_id = self.group(position >> 2)[position & 3]
+            return self.base_time(index), case_id
+        entry = self.tail[position - self.n_base]
+        return entry[0], entry[1]
+
+    def position_after(self, time: int, case_id: str) -> int:
+        """The first position whose (indexed_on, case_id) is greater than the given one."""
+        return bisect.bisect_right(_Keys(self), (time, case_id))
+
+    def position_from(self, time: int) -> int:
+        """The first position whose indexed_on is at or after ``time``."""
+        return bisect.bisect_left(_Keys(self), (time, ""))
+
+    def live_count(self, start: int, stop: int) -> int:
+        stop = min(stop, self.positions)
+        if start >= stop:
+            return 0
+        moved = bisect.bisect_left(self.moved, stop) - bisect.bisect_left(self.moved, start)
+        lo, hi = max(start - self.n_base, 0), max(stop - self.n_base, 0)
+        stale = bisect.bisect_left(self.stale, hi) - bisect.bisect_left(self.stale, lo)
+        return stop - start - moved - stale
+
+    def iter_live(self, start: int = 0, stop: int | None = None) -> Iterator[tuple[int, int, str, CaseState | None]]:
+        """(position, index, case_id, state) of the live records in [start, stop), in order."""
+        stop = self.positions if stop is None else min(stop, self.positions)
+        position = start
+        states = self.states
+        while position < min(stop, self.n_base):
+            group = position >> 2
+            members = self.group(group)
+            for k in range(position - group * 4, len(members)):
+                if position >= stop:
+                    return
+                index, case_id = members[k]
+                if index not in states:
+                    yield position, index, case_id, None
+                position += 1
+            position = (group + 1) * 4
+        tail, n_base = self.tail, self.n_base
+        for position in range(max(position, n_base), stop):
+            _, case_id, index, version = tail[position - n_base]
+            state = states[index]
+            if state.version == version:
+                yield position, index, case_id, state
+
+    def lookup(self, index: int) -> tuple[bool, CaseState | None]:
+        """Whether case ``index`` exists, and its state if it was touched."""
+        return index < self.n_total, self.states.get(index)
+
+    # --- change ---------------------------------------------------------------------------
+
+    def touch(self, index: int, time: int) -> None:
+        """A new version of an existing case (an update), or version 0 of a new one, at ``time``."""
+        state = self.states.get(index)
+        offset = len(self.tail)
+        if self.tail:
+            assert time > self.tail[-1][0], "changes are made in time order"
+        if index >= self.n_total:
+            assert index == self.n_total, "new cases are created in index order"
+            self.n_total += 1
+            new_state = CaseState(0, time, time, True, offset)
+        elif state is None:
+            bisect.insort(self.moved, self.base_position(index))
+            new_state = CaseState(1, time, self._base_times(index)[3], False, offset)
+        else:
+            bisect.insort(self.stale, state.offset)
+            new_state = CaseState(state.version + 1, time, state.opened, state.new, offset)
+        self.states[index] = new_state
+        self.tail.append((time, record_id(self.tag, index), index, new_state.version))
+
+    # --- values ---------------------------------------------------------------------------
+
+    def _hash(self, index: int, version: int) -> int:
+        return mix64(self.salt + index * _GOLD + version * _SILVER)
+
+    def _base_times(self, index: int) -> tuple[int, int, int, int]:
+        """(indexed_on, server_last_modified, last_modified, date_opened) of version 0."""
+        return self._times(self.base_time(index), self._hash(index, 0), None)
+
+    @staticmethod
+    def _times(time: int, h: int, opened: int | None) -> tuple[int, int, int, int]:
+        server = time - (h & 0xFFFF)
+        phone = server - ((h >> 16) % 3600) * US
+        return time, server, phone, (phone - ((h >> 28) % 20) * DAY_US if opened is None else opened)
+
+    def values(self, index: int, state: CaseState | None) -> "CaseValues":
+        version = state.version if state else 0
+        h = mix64(self.salt + index * _GOLD + version * _SILVER)
+        if state is None:
+            time = self.base_time(index)
+            server = time - (h & 0xFFFF)
+            phone = server - ((h >> 16) % 3600) * US
+            times = (time, server, phone, phone - ((h >> 28) % 20) * DAY_US)
+        else:
+            times = self._times(state.time, h, state.opened)
+        case_type = SLOT_TYPES[index & 7]
+        h0 = h if version == 0 else self._hash(index, 0)
+        closed = (state is None or not state.new) and h0 % _CLOSE_ONE_IN[case_type] == 0
+        for v in range(1, version + 1):
+            closed = closed or (self._hash(index, v) >> 40) & 7 == 0
+        surname, household, owner = self._family(index >> 3)
+        if case_type == "patient":
+            name: Value = PERSON_NAMES[surname * len(FIRST_NAMES) + h0 % len(FIRST_NAMES)]
+            external = f"P-{index + 1:06d}"
+        elif case_type == "household":
+            name, external = household, f"HH-{index + 1:06d}"
+        else:
+            name, external = "Visit " + fmt_date(times[3]), None
+        return CaseValues(index, self.case_id(index), case_type, name, external, owner, times, closed, h)
+
+
+class CaseValues:
+    """Every field of one case version, values as ``pools`` values (raw and escaped)."""
+
+    __slots__ = ("index", "case_id", "case_type", "name", "external_id", "owner_id", "times", "closed", "h", "_props")
+
+    def __init__(self, index, case_id, case_type, name, external_id, owner_id, times, closed, h):
+        self.index, self.case_id, self.case_type, self.name = index, case_id, case_type, name
+        self.external_id, self.owner_id, self.times, self.closed, self.h = external_id, owner_id, times, closed, h
+        self._props: dict[str, str] | None = None
+
+    @property
+    def date_closed(self) -> int | None:
+        return self.times[2] if self.closed else None
+
+    @property
+    def properties(self) -> dict[str, str]:
+        if self._props is None:
+            self._props = dict(properties(self.case_type, self.h, RAW))
+        return self._props
+
+
+def _fragment_tables() -> dict[int, dict[str, tuple]]:
+    """Per mode and property: RAW → (name, value) pairs; ASCII/UTF8 → ready ``"name": "value"`` JSON text."""
+    tables: dict[int, dict[str, tuple]] = {RAW: {}, ASCII: {}, UTF8: {}}
+    for props in CASE_PROPERTIES.values():
+        for name in props:
+            values = VALUE_TABLES.get(name)
+            if values is None:
+                continue
+            tables[RAW][name] = tuple((name, raw(v)) for v in values)
+            for mode in (ASCII, UTF8):
+                tables[mode][name] = tuple(f'"{name}": "{esc(v, mode)}"' for v in values)
+    return tables
+
+
+_FRAGMENTS = _fragment_tables()
+_PLAIN, _PHONE, _VISIT_TYPE, _COMMENT, _REASON = range(5)
+_SPECIAL = {"phone_number": _PHONE, "visit_type": _VISIT_TYPE, "comment": _COMMENT, "referral_reason": _REASON}
+_SPECS = {
+    case_type: tuple(
+        (name, _PROP_SALTS[name], len(VALUE_TABLES.get(name, ())), _SPECIAL.get(name, _PLAIN)) for name in props
+    )
+    for case_type, props in CASE_PROPERTIES.items()
+}
+_REFERRAL = VALUE_TABLES["visit_type"].index("referral")
+_phone = VALUE_FUNCTIONS["phone_number"]
+
+
+def properties(case_type: str, h: int, mode: int) -> list:
+    """The properties of a case version with hash ``h``: (name, raw) pairs in RAW mode, JSON members otherwise.
+
+    Some are absent on purpose: a fifth of the patients have no phone number,
+    three visits in ten no comment, and only referral visits a referral reason.
+    """
+    out = []
+    fragments = _FRAGMENTS[mode]
+    referral = False
+    for name, salt, size, special in _SPECS[case_type]:
+        ph = (((h ^ salt) * _GOLD) & MASK64) >> 7
+        if special:
+            if special == _PHONE:
+                if ph % 5:
+                    value = _phone(ph)
+                    out.append((name, value) if mode == RAW else f'"{name}": "{value}"')
+                continue
+            if special == _VISIT_TYPE:
+                referral = ph % size == _REFERRAL
+            elif (special == _COMMENT and ph % 10 >= 7) or (special == _REASON and not referral):
+                continue
+        out.append(fragments[name][ph % size])
+    return out
+
+
+def index_of(case_type: str) -> tuple[str, str, str] | None:
+    """(index name, referenced case type, relationship) of a case type's one index."""
+    return _INDEX_OF_TYPE.get(case_type)
+
+
+def render(space: CaseSpace, v: CaseValues, mode: int = ASCII) -> str:
+    """One case as Case API v2 JSON text (separators as Django's: ", " and ": ")."""
+    indexed, server, phone, opened = v.times
+    props = ", ".join(properties(v.case_type, v.h, mode))
+    link = _INDEX_OF_TYPE.get(v.case_type)
+    if link:
+        target = space.case_id(parent_index(v.index))
+        indices = f'"{link[0]}": {{"case_id": "{target}", "case_type": "{link[1]}", "relationship": "{link[2]}"}}'
+    else:
+        indices = ""
+    external = "null" if v.external_id is None else f'"{v.external_id}"'
+    closed = f'true, "date_closed": "{fmt_ts(phone)}"' if v.closed else 'false, "date_closed": null'
+    return (
+        f'{{"domain": "{space.domain}", "case_id": "{v.case_id}", "case_type": "{v.case_type}", '
+        f'"case_name": "{esc(v.name, mode)}", "external_id": {external}, "owner_id": "{v.owner_id}", '
+        f'"date_opened": "{fmt_ts(opened)}", "last_modified": "{fmt_ts(phone)}", '
+        f'"server_last_modified": "{fmt_ts(server)}", "indexed_on": "{fmt_ts(indexed)}", "closed": {closed}, '
+        f'"properties": {{{props}}}, "indices": {{{indices}}}}}'
+    )
+
+
+class _Keys:
+    """The (indexed_on, case_id) of every position, as a sequence for ``bisect``."""
+
+    def __init__(self, space: CaseSpace):
+        self.space = space
+
+    def __len__(self) -> int:
+        return self.space.positions
+
+    def __getitem__(self, position: int) -> tuple[int, str]:
+        return self.space.key(position)
+
+
+__all__ = ["CaseSpace", "CaseState", "CaseValues", "render", "index_of", "pools"]

@@ -1,0 +1,220 @@
+"""What a simulator serves: project spaces, web users, token lifetimes, faults. Plain frozen dataclasses.
+
+``demo_config()`` is the configuration of the demo and of ``data-explorer
+simulator``: project space ``demo`` plus ``demo-other``, user
+``demo@example.org`` (API key ``demo-api-key``, member of ``demo``) and user
+``other@example.org`` (API key ``other-api-key``, member of the other spaces).
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field, replace
+
+FAULT_KINDS = (
+    "unauthorized",  # 401 {"error": "not authorized"}, whatever the credential
+    "rate_limit",  # 429 with Retry-After (the Case API v2 way)
+    "rate_limit_bare",  # 429 without Retry-After (the v0.5 way)
+    "server_error",  # 500, 502 or 503
+    "drop_before_headers",  # the connection closes before any response byte
+    "drop_mid_body",  # the connection closes after half of the body
+    "html_error",  # 200 with an HTML error page
+    "truncated_json",  # 200 with the JSON body cut in half
+    "missing_keys",  # 200 with JSON that lacks the keys a client needs
+    "slow",  # the normal response, after FaultConfig.slow_delay seconds
+)
+FAULT_SCOPES = ("all", "cases", "forms", "users", "apps", "identity")
+
+_DOMAIN = re.compile(r"^[a-z0-9][a-z0-9-]{0,62}$")
+
+
+@dataclass(frozen=True)
+class DomainConfig:
+    """One synthetic project space."""
+
+    name: str
+    """The domain, as it appears in URLs: lower-case letters, digits and dashes."""
+    cases: int = 2000
+    """Cases at data version 0 (before any mutation)."""
+    forms: int | None = None
+    """Forms at data version 0; None means as many as cases (none below 8 cases). Forms need 8 cases (a family)."""
+    users: int = 10
+    """Mobile workers served by the User API; they own the cases and submit the forms."""
+    project_name: str | None = None
+    """Display name in ``user_domains``; None derives one from the domain."""
+    deprecated_case_types: tuple[str, ...] = ()
+    """Case types that ``include_deprecated=false`` hides from the Case API v2."""
+
+    def __post_init__(self) -> None:
+        if not _DOMAIN.match(self.name):
+            raise ValueError(f"domain {self.name!r}: use lower-case letters, digits and dashes")
+        if self.cases < 0 or self.users < 1 or (self.forms is not None and self.forms < 0):
+            raise ValueError(f"domain {self.name!r}: cases and forms must be >= 0 and users >= 1")
+        if self.form_count and self.cases < 8:
+            raise ValueError(f"domain {self.name!r}: forms need at least 8 cases to refer to (one family)")
+
+    @property
+    def form_count(self) -> int:
+        if self.forms is None:
+            return self.cases if self.cases >= 8 else 0
+        return self.forms
+
+    @property
+    def display_name(self) -> str:
+        return self.project_name or self.name.replace("-", " ").title()
+
+
+@dataclass(frozen=True)
+class WebUser:
+    """A web user who calls the APIs, with an API key and project-space memberships."""
+
+    username: str
+    api_key: str
+    domains: tuple[str, ...]
+    first_name: str = ""
+    last_name: str = ""
+    email: str = ""
+
+    @property
+    def email_address(self) -> str:
+        return self.email or (self.username if "@" in self.username else "")
+
+
+@dataclass(frozen=True)
+class FaultRule:
+    """Answer a share ``rate`` of the requests of endpoint kind ``scope`` with fault ``kind``."""
+
+    kind: str
+    rate: float
+    scope: str = "all"
+
+    def __post_init__(self) -> None:
+        if self.kind not in FAULT_KINDS:
+            raise ValueError(f"unknown fault kind {self.kind!r}; known: {', '.join(FAULT_KINDS)}")
+        if self.scope not in FAULT_SCOPES:
+            raise ValueError(f"unknown fault scope {self.scope!r}; known: {', '.join(FAULT_SCOPES)}")
+        if not 0.0 <= float(self.rate) <= 1.0:
+            raise ValueError(f"fault rate of {self.kind} must be within [0, 1], not {self.rate}")
+
+
+@dataclass(frozen=True)
+class FaultConfig:
+    """Fault injection. Rules are tried in order, one draw each; the first that fires wins."""
+
+    rules: tuple[FaultRule, ...] = ()
+    seed: int = 0
+    """Seed of the draws: the same requests in the same order meet the same faults."""
+    slow_delay: float = 1.0
+    """Seconds a ``slow`` fault waits before answering."""
+    retry_after: int = 1
+    """Seconds announced in the Retry-After header of ``rate_limit`` faults."""
+
+    @classmethod
+    def from_rates(cls, rates: dict[str, float], scope: str = "all", **options) -> "FaultConfig":
+        return cls(rules=tuple(FaultRule(kind, float(rate), scope) for kind, rate in rates.items()), **options)
+
+    @classmethod
+    def from_json(cls, data: object) -> "FaultConfig":
+        """From the body of ``PUT /_sim/faults``: ``{"rules": [{kind, rate, scope}], seed, slow_delay,
+        retry_after}`` or the short form ``{"rates": {kind: rate}, "scope": ...}``. ValueError when malformed."""
+        if not isinstance(data, dict):
+            raise ValueError("expected a JSON object")
+        known = {"rules", "rates", "scope", "seed", "slow_delay", "retry_after"}
+        unknown = set(data) - known
+        if unknown:
+            raise ValueError(f"unknown keys: {', '.join(sorted(unknown))}")
+        rules: list[FaultRule] = []
+        for rule in data.get("rules") or []:
+            if not isinstance(rule, dict) or set(rule) - {"kind", "rate", "scope"}:
+                raise ValueError("each rule is an object with kind, rate and optionally scope")
+            rules.append(FaultRule(str(rule.get("kind")), _number(rule.get("rate"), "rate"), str(rule.get("scope", "all"))))
+        rates = data.get("rates") or {}
+        if not isinstance(rates, dict):
+            raise ValueError("rates must be an object of kind: rate")
+        for kind, rate in rates.items():
+            rules.append(FaultRule(kind, _number(rate, "rate"), str(data.get("scope", "all"))))
+        return cls(
+            rules=tuple(rules),
+            seed=int(_number(data.get("seed", 0), "seed")),
+            slow_delay=_number(data.get("slow_delay", 1.0), "slow_delay"),
+            retry_after=int(_number(data.get("retry_after", 1), "retry_after")),
+        )
+
+    def to_json(self) -> dict:
+        return {
+            "rules": [{"kind": r.kind, "rate": r.rate, "scope": r.scope} for r in self.rules],
+            "seed": self.seed,
+            "slow_delay": self.slow_delay,
+            "retry_after": self.retry_after,
+        }
+
+
+def _number(value: object, name: str) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or value < 0:
+        raise ValueError(f"{name} must be a non-negative number")
+    return float(value)
+
+
+@dataclass(frozen=True)
+class SimulatorConfig:
+    domains: tuple[DomainConfig, ...]
+    users: tuple[WebUser, ...]
+    seed: int = 7
+    """Seed of all synthetic data: the same seed and calls give the same bytes."""
+    token_ttl: float = 15 * 60
+    """Seconds an OAuth access token lives (CommCare: 15 minutes)."""
+    refresh_ttl: float = 15 * 24 * 3600
+    """Seconds an OAuth refresh token lives (CommCare: 15 days)."""
+    faults: FaultConfig = field(default_factory=FaultConfig)
+    control_api: bool = True
+    """Serve ``/_sim/`` (state, mutate, faults, stats, reset, clock) without CommCare auth."""
+
+    def __post_init__(self) -> None:
+        names = [d.name for d in self.domains]
+        if len(set(names)) != len(names):
+            raise ValueError("domain names must be unique")
+        usernames = [u.username.lower() for u in self.users]
+        if len(set(usernames)) != len(usernames):
+            raise ValueError("usernames must be unique")
+        if self.token_ttl <= 0 or self.refresh_ttl <= 0:
+            raise ValueError("token lifetimes must be positive")
+
+    def domain(self, name: str) -> DomainConfig | None:
+        return next((d for d in self.domains if d.name == name), None)
+
+    def with_faults(self, faults: FaultConfig) -> "SimulatorConfig":
+        return replace(self, faults=faults)
+
+
+DEMO_USER = "demo@example.org"
+DEMO_API_KEY = "demo-api-key"
+OTHER_USER = "other@example.org"
+OTHER_API_KEY = "other-api-key"
+
+
+def demo_config(
+    *,
+    cases: int = 2000,
+    forms: int | None = None,
+    users: int = 10,
+    domains: tuple[str, ...] = ("demo", "demo-other"),
+    seed: int = 7,
+    token_ttl: float = 15 * 60,
+    faults: FaultConfig | None = None,
+) -> SimulatorConfig:
+    """The demo setup: the demo user belongs to the first domain, the other user to the rest.
+
+    Every domain gets the same sizes; the second and later ones are smaller when
+    ``cases`` is large, so a demo of a million cases does not serve two millions.
+    """
+    if not domains:
+        raise ValueError("at least one domain")
+    first, rest = domains[0], tuple(domains[1:])
+    spaces = [DomainConfig(first, cases=cases, forms=forms, users=users)]
+    small = min(cases, 200)
+    spaces += [DomainConfig(d, cases=small, forms=None if forms is None else min(forms, small), users=users) for d in rest]
+    people = [WebUser(DEMO_USER, DEMO_API_KEY, (first,), "Demo", "User")]
+    people.append(WebUser(OTHER_USER, OTHER_API_KEY, rest, "Other", "Person"))
+    return SimulatorConfig(
+        domains=tuple(spaces), users=tuple(people), seed=seed, token_ttl=token_ttl, faults=faults or FaultConfig()
+    )

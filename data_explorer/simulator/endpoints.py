@@ -1,0 +1,245 @@
+"""The CommCare HQ endpoints: one function each, taking the runtime and a checked request.
+
+Authentication, project-space membership and faults are handled before these
+run (``server``); here each endpoint parses its parameters, selects and renders.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import functools
+import json
+from urllib.parse import parse_qsl, urlencode
+
+from data_explorer.simulator import wire
+from data_explorer.simulator.asgi import Request, Response, empty
+from data_explorer.simulator.auth import OAuthError
+from data_explorer.simulator.cases import render as render_case
+from data_explorer.simulator.dataset import ProjectSpace
+from data_explorer.simulator.pools import ASCII
+from data_explorer.simulator.queries import (
+    CASE_MAX_LIMIT, ApiError, bad_request, encode_cursor, error, parse_case_ids, parse_case_query,
+    parse_form_query, parse_paging, to_boolean,
+)
+from data_explorer.simulator.runtime import Runtime
+from data_explorer.simulator.selection import case_by_external_id, case_by_id, case_page, form_by_id, form_page
+from data_explorer.simulator.synth import fmt_ts, parse_id
+
+USER_DEFAULT_LIMIT, USER_MAX_LIMIT = 20, 1000
+
+
+def _space(rt: Runtime, req: Request) -> ProjectSpace:
+    return rt.dataset.spaces[req.match["domain"]]
+
+
+# --- Case API v2 -------------------------------------------------------------------------------
+
+
+async def case_list(rt: Runtime, req: Request) -> Response:
+    space = _space(rt, req)
+    base, path = req.base_url, req.path
+    key = (id(space), space.version, base, path, req.scope["query_string"])
+    prefetched = rt.prefetch.take(key)
+    body = next_query = None
+    if prefetched is not None:
+        try:
+            body, next_query = await asyncio.wrap_future(prefetched)
+        except Exception:  # cancelled or failed: render it here, where errors are answered properly
+            body = None
+    if body is None:
+        body, next_query = _case_list_body(rt, space, req.pairs, base, path)
+    if next_query is not None:
+        rt.prefetch.submit(
+            (id(space), space.version, base, path, next_query.encode()),
+            functools.partial(_case_list_body, rt, space, parse_qsl(next_query), base, path),
+        )
+    return Response(200, body)
+
+
+def _case_list_body(rt: Runtime, space: ProjectSpace, pairs: list[tuple[str, str]], base: str,
+                    path: str) -> tuple[bytes, str | None]:
+    """A Case API v2 list page, and the query string of the next page if there is one."""
+    query = parse_case_query(pairs)
+    matching, page = case_page(space, query, rt.cache)
+    cases = space.cases
+    rendered, last = [], None
+    for index, state in page:
+        last = cases.values(index, state)
+        rendered.append(render_case(cases, last, ASCII))
+    next_query = None
+    if last is not None and len(page) == query.limit:
+        next_query = urlencode({"cursor": encode_cursor(query.params, fmt_ts(last.times[0]), last.case_id)})
+    return wire.case_list(rendered, matching, f"{base}{path}?{next_query}" if next_query else None), next_query
+
+
+async def case_detail(rt: Runtime, req: Request) -> Response:
+    space = _space(rt, req)
+    ids = parse_case_ids(req.match["ids"])
+    if "," not in req.match["ids"] and len(ids) == 1:
+        found = case_by_id(space, ids[0])
+        if found is None:
+            raise _missing(rt, space, ids[0])
+        return Response(200, render_case(space.cases, space.cases.values(*found), ASCII).encode())
+    return Response(200, _bulk(space, ids, []))
+
+
+async def case_bulk_fetch(rt: Runtime, req: Request) -> Response:
+    space = _space(rt, req)
+    try:
+        payload = json.loads(await req.body() or b"{}")
+    except ValueError:
+        raise bad_request("The request body is not valid JSON.") from None
+    if not isinstance(payload, dict) or set(payload) - {"case_ids", "external_ids"}:
+        raise bad_request("Expected an object with 'case_ids' and/or 'external_ids'.")
+    case_ids, external_ids = payload.get("case_ids") or [], payload.get("external_ids") or []
+    for name, values in (("case_ids", case_ids), ("external_ids", external_ids)):
+        if not isinstance(values, list) or not all(isinstance(v, str) for v in values):
+            raise bad_request(f"'{name}' must be a list of strings.")
+    return Response(200, _bulk(space, case_ids, external_ids))
+
+
+def _bulk(space: ProjectSpace, case_ids: list[str], external_ids: list[str]) -> bytes:
+    if len(case_ids) + len(external_ids) > CASE_MAX_LIMIT:
+        raise bad_request(f"You cannot request more than {CASE_MAX_LIMIT} cases per request.")
+    results, missing = [], 0
+    for case_id in case_ids:
+        found = case_by_id(space, case_id)
+        if found is None:
+            results.append(wire.missing_case(case_id=case_id))
+            missing += 1
+        else:
+            results.append(render_case(space.cases, space.cases.values(*found), ASCII))
+    for external_id in external_ids:
+        found = case_by_external_id(space, external_id)
+        if found is None:
+            results.append(wire.missing_case(external_id=external_id))
+            missing += 1
+        else:
+            results.append(render_case(space.cases, space.cases.values(*found), ASCII))
+    return wire.case_bulk(results, missing)
+
+
+def _missing(rt: Runtime, space: ProjectSpace, case_id: str) -> ApiError:
+    parsed = parse_id(case_id)
+    owner = rt.dataset.case_tags.get(parsed[0]) if parsed else None
+    if owner is not None and owner != space.name:
+        return error(403, f"Insufficient permission for Case '{case_id}'")
+    return error(404, f"Case '{case_id}' not found")
+
+
+# --- Form API v0.5 -----------------------------------------------------------------------------
+
+
+async def form_list(rt: Runtime, req: Request) -> Response:
+    space = _space(rt, req)
+    query = parse_form_query(req.pairs)
+    total, page = form_page(space, query, rt.cache)
+    base = req.base_url
+    objects = [space.forms.render(d, base) for d in page]
+    body = wire.tastypie_list(
+        objects, limit=query.limit, offset=query.offset, total=total, path=req.path, pairs=req.pairs
+    )
+    return Response(200, body)
+
+
+async def form_detail(rt: Runtime, req: Request) -> Response:
+    space = _space(rt, req)
+    desc = form_by_id(space, req.match["id"])
+    if desc is None:
+        return empty(404)
+    return Response(200, space.forms.render(desc, req.base_url).encode())
+
+
+# --- User API v0.5 -----------------------------------------------------------------------------
+
+
+async def user_list(rt: Runtime, req: Request) -> Response:
+    space = _space(rt, req)
+    limit, offset = parse_paging(req.pairs, USER_DEFAULT_LIMIT, USER_MAX_LIMIT)
+    params = dict(req.pairs)
+    selected = space.users.select(params.get("group"), to_boolean(params.get("archived", "")))
+    extras = to_boolean(params.get("extras", ""))
+    objects = [space.users.render(j, extras) for j in selected[offset: offset + limit]]
+    return Response(200, wire.tastypie_list(objects, limit=limit, offset=offset, total=len(selected), path=req.path,
+                                            pairs=req.pairs))
+
+
+async def user_detail(rt: Runtime, req: Request) -> Response:
+    space = _space(rt, req)
+    j = space.users.index_of(req.match["id"])
+    if j is None:
+        return empty(404)
+    return Response(200, space.users.render(j, to_boolean(dict(req.pairs).get("extras", ""))).encode())
+
+
+# --- Application API ---------------------------------------------------------------------------
+
+
+async def app_list(rt: Runtime, req: Request) -> Response:
+    return Response(200, _space(rt, req).apps.json())
+
+
+async def app_detail(rt: Runtime, req: Request) -> Response:
+    body = _space(rt, req).apps.json(req.match["id"])
+    return Response(200, body) if body is not None else empty(404)
+
+
+# --- who is calling ----------------------------------------------------------------------------
+
+
+async def user_domains(rt: Runtime, req: Request) -> Response:
+    limit, offset = parse_paging(req.pairs, 20, 1000)
+    domains = [rt.config.domain(d) for d in req.user.domains if rt.config.domain(d) is not None]
+    objects = [json.dumps({"domain_name": d.name, "project_name": d.display_name}, ensure_ascii=False)
+               for d in domains[offset: offset + limit]]
+    return Response(200, wire.tastypie_list(objects, limit=limit, offset=offset, total=len(domains), path=req.path,
+                                            pairs=req.pairs))
+
+
+async def identity(rt: Runtime, req: Request) -> Response:
+    user = req.user
+    return Response(200, wire.dumps({
+        "id": rt.web_user_ids[user.username], "username": user.username, "first_name": user.first_name,
+        "last_name": user.last_name, "email": user.email_address,
+    }))
+
+
+# --- OAuth -------------------------------------------------------------------------------------
+
+
+async def oauth_authorize(rt: Runtime, req: Request) -> Response:
+    try:
+        location = rt.auth.authorize(dict(req.pairs))
+    except OAuthError as exc:
+        return Response(exc.status, wire.dumps(exc.body()))
+    return Response(302, b"", None, [("Location", location)])
+
+
+async def oauth_token(rt: Runtime, req: Request) -> Response:
+    raw = await req.body()
+    content_type = req.headers.get("content-type", "")
+    try:
+        if content_type.startswith("application/json"):
+            form = json.loads(raw or b"{}")
+            if not isinstance(form, dict):
+                raise ValueError
+            form = {str(k): str(v) for k, v in form.items()}
+        else:
+            form = dict(parse_qsl(raw.decode("utf-8"), keep_blank_values=True))
+    except (ValueError, UnicodeDecodeError):
+        return Response(400, wire.dumps({"error": "invalid_request", "error_description": "unreadable body"}))
+    try:
+        body = rt.auth.token(form, _basic_client(req.headers.get("authorization")))
+    except OAuthError as exc:
+        return Response(exc.status, wire.dumps(exc.body()), headers=[("Cache-Control", "no-store")])
+    return Response(200, wire.dumps(body), headers=[("Cache-Control", "no-store")])
+
+
+def _basic_client(authorization: str | None) -> str | None:
+    if not authorization or not authorization.lower().startswith("basic "):
+        return None
+    try:
+        return base64.b64decode(authorization[6:].strip()).decode("utf-8").partition(":")[0] or None
+    except (ValueError, UnicodeDecodeError):
+        return None

@@ -1,0 +1,52 @@
+"""The mutable state of one running simulator, shared by its endpoints."""
+
+from __future__ import annotations
+
+from collections import Counter
+
+from data_explorer.simulator.auth import Auth
+from data_explorer.simulator.config import SimulatorConfig, WebUser
+from data_explorer.simulator.dataset import Dataset
+from data_explorer.simulator.faults import Faults
+from data_explorer.simulator.prefetch import Prefetcher
+from data_explorer.simulator.selection import ScanCache
+from data_explorer.simulator.synth import make_tag, record_id
+
+
+class Runtime:
+    def __init__(self, config: SimulatorConfig):
+        self.config = config
+        self.dataset = Dataset(config)
+        self.auth = Auth(config)
+        self.faults = Faults(config.faults)
+        self.cache = ScanCache()
+        self.prefetch = Prefetcher()
+        self.requests: Counter[tuple[str, str]] = Counter()
+        tag = make_tag(config.seed, "", "web-user")
+        self.web_user_ids = {u.username: record_id(tag, k) for k, u in enumerate(config.users)}
+
+    def is_member(self, user: WebUser, domain: str) -> bool:
+        return domain in user.domains
+
+    def record(self, endpoint: str, status: str) -> None:
+        self.requests[(endpoint, status)] += 1
+
+    def stats(self) -> dict:
+        by_endpoint: dict[str, dict[str, int]] = {}
+        for (endpoint, status), count in sorted(self.requests.items()):
+            by_endpoint.setdefault(endpoint, {})[status] = count
+        return {
+            "requests": by_endpoint,
+            "total": sum(self.requests.values()),
+            "faults": dict(sorted(self.faults.fired.items())),
+        }
+
+    def reset(self, tokens: bool = False) -> None:
+        self.dataset.reset()
+        self.cache.clear()
+        self.prefetch.clear()
+        self.requests.clear()
+        self.faults.fired.clear()
+        self.faults.set(self.config.faults)
+        if tokens:
+            self.auth.clear()
