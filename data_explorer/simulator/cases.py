@@ -144,28 +144,31 @@ class CaseSpace:
         stale = bisect.bisect_left(self.stale, hi) - bisect.bisect_left(self.stale, lo)
         return stop - start - moved - stale
 
-    def iter_live(self, start: int = 0, stop: int | None = None) -> Iterator[tuple[int, int, str, CaseState | None]]:
-        """(position, index, case_id, state) of the live records in [start, stop), in order."""
+    def iter_live(self, start: int = 0, stop: int | None = None) -> Iterator[tuple[int, int, CaseState | None]]:
+        """(position, index, state) of the live records in [start, stop), in order."""
         stop = self.positions if stop is None else min(stop, self.positions)
-        position = start
         states = self.states
-        while position < min(stop, self.n_base):
+        position, base_stop = start, min(stop, self.n_base)
+        while position < base_stop:
             group = position >> 2
-            members = self.group(group)
-            for k in range(position - group * 4, len(members)):
-                if position >= stop:
-                    return
-                index, case_id = members[k]
-                if index not in states:
-                    yield position, index, case_id, None
-                position += 1
-            position = (group + 1) * 4
+            end = min((group + 1) * 4, base_stop)
+            if self._group_hash(group) % 3:  # a group in index order: position == index
+                for index in range(position, end):
+                    if index not in states:
+                        yield index, index, None
+            else:  # a group at one instant, in id order
+                members = self.group(group)
+                for p in range(position, end):
+                    index = members[p & 3][0]
+                    if index not in states:
+                        yield p, index, None
+            position = end
         tail, n_base = self.tail, self.n_base
         for position in range(max(position, n_base), stop):
-            _, case_id, index, version = tail[position - n_base]
+            _, _, index, version = tail[position - n_base]
             state = states[index]
             if state.version == version:
-                yield position, index, case_id, state
+                yield position, index, state
 
     def lookup(self, index: int) -> tuple[bool, CaseState | None]:
         """Whether case ``index`` exists, and its state if it was touched."""

@@ -65,7 +65,7 @@ def case_page(space: ProjectSpace, query: CaseQuery, cache: ScanCache) -> tuple[
         matching = cases.live_count(start, stop)
         page = []
         if query.limit:
-            for _, index, _, state in cases.iter_live(start, stop):
+            for _, index, state in cases.iter_live(start, stop):
                 page.append((index, state))
                 if len(page) == query.limit:
                     break
@@ -104,7 +104,7 @@ def _case_at(cases: CaseSpace, position: int) -> tuple[int, CaseState | None]:
 
 def _scan_cases(cases: CaseSpace, predicates: list[Callable[[CaseValues], bool]]) -> array:
     found = array("q")
-    for position, index, _, state in cases.iter_live():
+    for position, index, state in cases.iter_live():
         values = cases.values(index, state)
         if all(p(values) for p in predicates):
             found.append(position)

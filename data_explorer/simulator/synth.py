@@ -53,11 +53,15 @@ def make_tag(seed: int, domain: str, kind: str) -> int:
     return stable_hash("tag", seed, domain, kind) & ~INDEX_MASK & MASK64
 
 
+def _check_half(a: int) -> int:
+    return ((a ^ _SALT) * 0xD6E8FEB86659FD93) & MASK64
+
+
 def record_id(tag: int, index: int) -> str:
     """A UUID-shaped id, unique per (tag, index) and reversible with ``parse_id``."""
     a = mix64(tag | index)
-    b = mix64(a ^ _SALT)
-    return f"{a >> 32:08x}-{(a >> 16) & 0xFFFF:04x}-{a & 0xFFFF:04x}-{b >> 48:04x}-{b & 0xFFFFFFFFFFFF:012x}"
+    h = f"{a:016x}{((a ^ _SALT) * 0xD6E8FEB86659FD93) & MASK64:016x}"  # the second half checks the first
+    return f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}"
 
 
 _ID = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$")
@@ -69,7 +73,7 @@ def parse_id(value: str) -> tuple[int, int] | None:
         return None
     digits = value.replace("-", "")
     a, b = int(digits[:16], 16), int(digits[16:], 16)
-    if mix64(a ^ _SALT) != b:
+    if _check_half(a) != b:
         return None
     x = unmix64(a)
     return x & ~INDEX_MASK, x & INDEX_MASK

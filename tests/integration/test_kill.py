@@ -1,0 +1,106 @@
+"""The runner killed with SIGKILL during load and during transform: the published data stays
+exactly as it was, and the next run completes with exact counts."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+
+pytestmark = pytest.mark.slow
+
+
+def _spawn(space, **env) -> subprocess.Popen:
+    settings_env = {**os.environ, **{k: str(v) for k, v in space.settings(**env).values.items() if v is not None}}
+    for key in ("DATA_EXPLORER_PIPELINES_DIR", "DATA_EXPLORER_DBT_PROJECT_DIR"):
+        settings_env[key] = str(settings_env[key])
+    return subprocess.Popen(
+        [sys.executable, "-m", "data_explorer.cli", "materialize", "--domain", space.domain],
+        env=settings_env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+    )
+
+
+def _wait_for(conn, domain, predicate, proc, timeout=120.0):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        row = conn.execute(
+            "SELECT run_id, phase, phases FROM data_explorer.runs WHERE domain = %s ORDER BY created_at DESC LIMIT 1", (domain,)
+        ).fetchone()
+        if row and predicate(row[1], row[2]):
+            return row[0]
+        if proc.poll() is not None:
+            raise AssertionError(f"the runner ended before the kill point:\n{proc.stdout.read()}")
+        time.sleep(0.05)
+    raise AssertionError("the kill point was never reached")
+
+
+def _kill(proc):
+    proc.send_signal(signal.SIGKILL)
+    proc.wait(timeout=30)
+
+
+def _loading_cases(phase, phases):
+    return phase == "Loading" and phases.get("load", {}).get("cases", {}).get("rows", 0) > 0
+
+
+def _transforming(phase, phases):
+    return phase == "Transforming" and len(phases.get("transform", {}).get("models", {})) >= 2
+
+
+@pytest.mark.parametrize("point", [_loading_cases, _transforming], ids=["during-load", "during-transform"])
+def test_kill_leaves_the_published_run_and_the_next_run_completes(space_factory, conn, point):
+    space = space_factory(cases=600)
+    assert space.run().phase == "Succeeded"
+    before = space.published(conn)
+    space.sim.mutate(space.domain, update_cases=50, new_cases=20, new_forms=20)
+    if point is _loading_cases:  # slow pages so that the kill lands mid-load
+        space.sim.set_faults({"rules": [{"kind": "slow", "rate": 1.0, "scope": "cases"}], "slow_delay": 0.3})
+    proc = _spawn(space, COMMCARE_CASE_PAGE_SIZE=10)
+    killed_run = _wait_for(conn, space.domain, point, proc)
+    _kill(proc)
+    assert space.published(conn) == before, "a killed run changed what agents see"
+    space.sim.set_faults({})
+    status = space.run()
+    assert status.phase == "Succeeded", status.error
+    for table, count in space.expected().items():
+        assert space.count(conn, table) == count
+    assert space.published(conn) != before
+    phase, error = conn.execute("SELECT phase, error FROM data_explorer.runs WHERE run_id = %s", (killed_run,)).fetchone()
+    assert phase == "Failed" and error["code"] == "RUNNER_LOST"
+    leftovers = conn.execute("SELECT count(*) FROM pg_namespace WHERE nspname = %s", (space.names.build_schema,)).fetchone()[0]
+    assert leftovers == 0
+
+
+def test_sigterm_cancels_and_keeps_the_published_run(space_factory, conn):
+    space = space_factory(cases=300)
+    assert space.run().phase == "Succeeded"
+    before = space.published(conn)
+    space.sim.mutate(space.domain, update_cases=30)
+    space.sim.set_faults({"rules": [{"kind": "slow", "rate": 1.0, "scope": "cases"}], "slow_delay": 0.3})
+    proc = _spawn(space, COMMCARE_CASE_PAGE_SIZE=5)
+    run_id = _wait_for(conn, space.domain, _loading_cases, proc)
+    proc.send_signal(signal.SIGTERM)
+    output, _ = proc.communicate(timeout=60)
+    assert proc.returncode == 1, output
+    assert "cancelled" in output
+    phase, error = conn.execute("SELECT phase, error FROM data_explorer.runs WHERE run_id = %s", (run_id,)).fetchone()
+    assert phase == "Cancelled" and error["code"] == "CANCELLED"
+    assert space.published(conn) == before
+
+
+def test_a_second_run_for_the_same_tenant_is_refused_while_one_runs(space_factory, conn):
+    from data_explorer.pipelines.runner import RunConflict
+
+    space = space_factory(cases=200)
+    space.sim.set_faults({"rules": [{"kind": "slow", "rate": 1.0, "scope": "cases"}], "slow_delay": 0.3})
+    proc = _spawn(space, COMMCARE_CASE_PAGE_SIZE=10)
+    try:
+        _wait_for(conn, space.domain, _loading_cases, proc)
+        with pytest.raises(RunConflict, match="already in progress"):
+            space.run()
+    finally:
+        _kill(proc)
