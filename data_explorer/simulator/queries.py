@@ -159,7 +159,8 @@ def _case_filter(key: str, values: tuple[str, ...]) -> CaseFilter:
 
 def _decode_cursor(cursor: str) -> list[tuple[str, str]]:
     try:
-        text = base64.b64decode(cursor.encode("ascii"), validate=False).decode("utf-8")
+        # a '+' left unescaped in a query string arrives as a space
+        text = base64.b64decode(cursor.replace(" ", "+").encode("ascii"), validate=True).decode("utf-8")
         return parse_qsl(text, keep_blank_values=True, max_num_fields=1000)
     except (binascii.Error, UnicodeError, ValueError):
         raise bad_request("Invalid cursor.") from None

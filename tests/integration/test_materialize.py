@@ -144,3 +144,35 @@ def test_reader_sees_the_published_tables_and_nothing_private(space, conn):
         conn.execute(sql.SQL("SET LOCAL ROLE {}").format(sql.Identifier(names.reader_role)))
         with pytest.raises(psycopg.errors.InsufficientPrivilege):
             conn.execute("SELECT count(*) FROM data_explorer.runs")
+
+
+def test_an_oauth_access_token_works_and_its_expiry_is_an_auth_error(space, conn):
+    import httpx
+
+    from data_explorer.simulator import DEMO_API_KEY, DEMO_USER
+
+    token = httpx.post(
+        f"{space.sim.base_url}/oauth/token/",
+        data={"grant_type": "password", "username": DEMO_USER, "password": DEMO_API_KEY, "client_id": "data-explorer"},
+    ).json()["access_token"]
+    env = {"COMMCARE_API_KEY": "", "COMMCARE_USERNAME": "", "COMMCARE_OAUTH_TOKEN": token}
+    status = space.run(**env)
+    assert status.phase == "Succeeded", status.error
+    assert space.count(conn, "cases") == space.expected()["cases"]
+    space.sim.advance_clock(16 * 60)  # past the 15-minute lifetime
+    status = space.run(**env)
+    assert status.phase == "Failed" and status.error["code"] == "AUTH_FAILED"
+    assert "OAuth access token" in status.error["message"] and token not in status.error["message"]
+
+
+def test_tenant_metadata_survives_teardown(space, conn):
+    from data_explorer.warehouse.provisioning import teardown_tenant
+
+    assert space.run().phase == "Succeeded"
+    teardown_tenant(conn, space.names, "data_explorer")
+    assert conn.execute("SELECT count(*) FROM pg_namespace WHERE nspname = %s", (space.names.schema,)).fetchone()[0] == 0
+    metadata = conn.execute("SELECT metadata FROM data_explorer.tenant_metadata WHERE domain = %s", (space.domain,)).fetchone()[0]
+    assert len(metadata["case_types"]) >= 3 and metadata["forms"]
+    status = space.run()  # and the tenant comes back whole
+    assert status.phase == "Succeeded" and status.phases["load"]["cases"]["mode"] == "full"
+    assert space.count(conn, "cases") == space.expected()["cases"]
