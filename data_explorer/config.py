@@ -86,7 +86,7 @@ def _directory(value: str) -> Path:
 
 # The single table of settings. Order is the order of `data-explorer --help`.
 SETTINGS: tuple[Setting, ...] = (
-    Setting("DATA_EXPLORER_HOME", str, "Data directory: embedded PostgreSQL, keys, run logs.", None),
+    Setting("DATA_EXPLORER_HOME", str, "Data directory: the embedded PostgreSQL and the dbt work files.", None),
     Setting("DATABASE_URL", _database_url, "PostgreSQL to use; without it an embedded server starts in the data directory.", secret=True),
     Setting("COMMCARE_BASE_URL", _url, "CommCare HQ base URL, e.g. https://www.commcarehq.org."),
     Setting("COMMCARE_USERNAME", str, "CommCare user (web user e-mail) the API key belongs to."),

@@ -75,3 +75,13 @@ def test_bad_config_file_is_named(tmp_path, content, expected):
         load_settings({"DATA_EXPLORER_HOME": str(tmp_path)})
     assert expected in str(err.value)
     assert "config" in str(err.value)
+
+
+def test_the_configuration_doc_lists_every_setting():
+    from pathlib import Path
+
+    from data_explorer.config import SETTINGS
+
+    doc = (Path(__file__).resolve().parents[2] / "docs" / "configuration.md").read_text()
+    for setting in SETTINGS:
+        assert f"| `{setting.env}` | {setting.help} |" in doc, setting.env
