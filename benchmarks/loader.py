@@ -1,0 +1,179 @@
+"""Load throughput, peak memory and incremental cost of `data-explorer materialize`.
+
+    python benchmarks/loader.py [--sizes 20000,100000] [--forms-ratio 0.25] [--server DSN]
+
+For each size, a simulator serves a project space of that many cases in a child
+process; in the same run the benchmark measures
+
+- fetch-only: a client that downloads the same pages (same page sizes) and discards them;
+- the runner: `data-explorer materialize` in a child process (its peak RSS from wait4),
+  with the load rate of each source taken from the run's status;
+- incremental: the same command after 1% of the cases changed.
+
+Prints a table and writes JSON to benchmarks/results/loader.json. PostgreSQL is
+`--server` (default: DATABASE_URL, else 127.0.0.1:5432 as postgres); each size
+works in a fresh database that is dropped afterwards.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import secrets
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from datetime import datetime, timezone
+from pathlib import Path
+
+import httpx
+import psycopg
+from psycopg import sql
+from psycopg.conninfo import conninfo_to_dict, make_conninfo
+
+ROOT = Path(__file__).resolve().parent.parent
+RESULTS = ROOT / "benchmarks" / "results"
+USER, KEY = "demo@example.org", "demo-api-key"
+AUTH = {"Authorization": f"ApiKey {USER}:{KEY}"}
+CASE_PAGE, FORM_PAGE = 5000, 1000
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def start_simulator(cases: int, forms: int) -> tuple[subprocess.Popen, str]:
+    port = free_port()
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "data_explorer.cli", "simulator", "--port", str(port), "--cases", str(cases),
+         "--forms", str(forms), "--domain", "bench"],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )
+    base = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        try:
+            httpx.get(f"{base}/_sim/state", timeout=1).raise_for_status()
+            return proc, base
+        except httpx.HTTPError:
+            time.sleep(0.1)
+    proc.kill()
+    raise SystemExit("the simulator did not start")
+
+
+def fetch_only(base: str) -> dict[str, float]:
+    """Download every page of cases and forms, discarding the bytes."""
+    out = {}
+    with httpx.Client(headers=AUTH, timeout=120) as client:
+        started, records, url, params = time.perf_counter(), 0, f"{base}/a/bench/api/case/v2/", {"limit": CASE_PAGE}
+        while url:
+            body = client.get(url, params=params).json()
+            records += len(body["cases"])
+            url, params = body.get("next"), None
+        out["cases_per_s"] = records / (time.perf_counter() - started)
+        started, records, offset = time.perf_counter(), 0, 0
+        while True:
+            body = client.get(f"{base}/a/bench/api/v0.5/form/", params={
+                "limit": FORM_PAGE, "offset": offset, "order_by": "indexed_on", "include_archived": "true"}).json()
+            records += len(body["objects"])
+            if not body["meta"]["next"]:
+                break
+            offset += FORM_PAGE
+        out["forms_per_s"] = records / (time.perf_counter() - started)
+    return out
+
+
+def materialize(env: dict[str, str]) -> tuple[float, float]:
+    """Run the CLI; return (seconds, peak RSS in MB)."""
+    started = time.perf_counter()
+    proc = subprocess.Popen([sys.executable, "-m", "data_explorer.cli", "materialize", "--domain", "bench"],
+                            env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    _, status, usage = os.wait4(proc.pid, 0)
+    seconds = time.perf_counter() - started
+    if os.waitstatus_to_exitcode(status) != 0:
+        raise SystemExit(f"materialize failed: {proc.stderr.read().decode()[-2000:]}")
+    return seconds, usage.ru_maxrss / 1024
+
+
+def last_run(dsn: str) -> dict:
+    with psycopg.connect(dsn) as conn:
+        return conn.execute(
+            "SELECT phases FROM data_explorer.runs WHERE domain = 'bench' ORDER BY created_at DESC LIMIT 1"
+        ).fetchone()[0]
+
+
+def measure(size: int, forms: int, server: str) -> dict:
+    tag = "b" + secrets.token_hex(3)
+    params = conninfo_to_dict(server)
+    with psycopg.connect(server, autocommit=True) as admin:
+        admin.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(f"de_bench_{tag}")))
+    dsn = make_conninfo(**{**params, "dbname": f"de_bench_{tag}"})
+    sim, base = start_simulator(size, forms)
+    home = tempfile.mkdtemp(prefix="de-bench-")
+    env = {**os.environ, "DATABASE_URL": dsn, "DATA_EXPLORER_HOME": home, "DATA_EXPLORER_ROLE_PREFIX": tag,
+           "COMMCARE_BASE_URL": base, "COMMCARE_USERNAME": USER, "COMMCARE_API_KEY": KEY,
+           "COMMCARE_CASE_PAGE_SIZE": str(CASE_PAGE), "COMMCARE_FORM_PAGE_SIZE": str(FORM_PAGE)}
+    try:
+        baseline = fetch_only(base)
+        full_s, rss = materialize(env)
+        phases = last_run(dsn)
+        load = phases["load"]
+        httpx.post(f"{base}/_sim/mutate", json={"domain": "bench", "update_cases": max(1, size // 100)}).raise_for_status()
+        incr_s, _ = materialize(env)
+        incr = last_run(dsn)["load"]
+        return {
+            "cases": size,
+            "forms": forms,
+            "fetch_cases_per_s": baseline["cases_per_s"],
+            "fetch_forms_per_s": baseline["forms_per_s"],
+            "load_cases_per_s": load["cases"]["rows"] / load["cases"]["seconds"],
+            "load_forms_per_s": load["forms"]["rows"] / load["forms"]["seconds"],
+            "full_seconds": full_s,
+            "transform_seconds": phases["transform"].get("seconds"),
+            "peak_rss_mb": rss,
+            "incremental_seconds": incr_s,
+            "incremental_cases": incr["cases"]["rows"],
+        }
+    finally:
+        sim.kill()
+        with psycopg.connect(server, autocommit=True) as admin:
+            admin.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(f"de_bench_{tag}")))
+            for (role,) in admin.execute("SELECT rolname FROM pg_roles WHERE rolname LIKE %s", (f"{tag}\\_%",)).fetchall():
+                admin.execute(sql.SQL("DROP ROLE {}").format(sql.Identifier(role)))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--sizes", default="20000,100000", help="comma-separated case counts")
+    parser.add_argument("--forms-ratio", type=float, default=0.25, help="forms per case (default 0.25)")
+    parser.add_argument("--server", default=os.environ.get("DATABASE_URL", "host=127.0.0.1 port=5432 user=postgres dbname=postgres"))
+    args = parser.parse_args()
+    sizes = [int(s) for s in args.sizes.split(",")]
+    results = [measure(n, int(n * args.forms_ratio), args.server) for n in sizes]
+    header = ("cases", "fetch-only cases/s", "load cases/s", "load/fetch", "load forms/s", "full run s",
+              "peak RSS MB", "1% incremental s", "incr/full")
+    print(" | ".join(header))
+    for r in results:
+        print(" | ".join([
+            f"{r['cases']:,}", f"{r['fetch_cases_per_s']:,.0f}", f"{r['load_cases_per_s']:,.0f}",
+            f"{r['load_cases_per_s'] / r['fetch_cases_per_s']:.2f}", f"{r['load_forms_per_s']:,.0f}",
+            f"{r['full_seconds']:.1f}", f"{r['peak_rss_mb']:.0f}", f"{r['incremental_seconds']:.1f}",
+            f"{r['incremental_seconds'] / r['full_seconds']:.2f}",
+        ]))
+    if len(results) > 1:
+        print(f"peak RSS at {results[-1]['cases']:,} cases / at {results[0]['cases']:,}: "
+              f"{results[-1]['peak_rss_mb'] / results[0]['peak_rss_mb']:.2f}x")
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    machine = {"python": platform.python_version(), "cpus": os.cpu_count(), "platform": platform.platform()}
+    out = {"when": datetime.now(timezone.utc).isoformat(), "machine": machine, "results": results}
+    (RESULTS / "loader.json").write_text(json.dumps(out, indent=2))
+
+
+if __name__ == "__main__":
+    main()
