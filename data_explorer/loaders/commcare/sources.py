@@ -14,10 +14,12 @@ from data_explorer.loaders.cursor import IndexedOnCursor
 from data_explorer.loaders.timestamps import parse_timestamp
 
 
-class CasesSource:
+class _Source:
     def __init__(self, client: CommCareClient, domain: str, page_size: int):
         self.client, self.domain, self.page_size = client, domain, page_size
 
+
+class CasesSource(_Source):
     def batches(self, cursor_state: dict[str, Any] | None) -> Iterator[Batch]:
         cursor = IndexedOnCursor(cursor_state)
         for page in case_pages(self.client, self.domain, limit=self.page_size, since=cursor.instant):
@@ -25,10 +27,7 @@ class CasesSource:
             yield Batch({"cases": rows}, [], cursor.state(), len(page.records), page.total)
 
 
-class FormsSource:
-    def __init__(self, client: CommCareClient, domain: str, page_size: int):
-        self.client, self.domain, self.page_size = client, domain, page_size
-
+class FormsSource(_Source):
     def batches(self, cursor_state: dict[str, Any] | None) -> Iterator[Batch]:
         cursor = IndexedOnCursor(cursor_state)
         for page in form_pages(self.client, self.domain, limit=self.page_size, since=cursor.instant):
@@ -43,10 +42,7 @@ class FormsSource:
             yield Batch({"forms": forms, "form_case_blocks": blocks}, ids, cursor.state(), len(page.records), page.total)
 
 
-class UsersSource:
-    def __init__(self, client: CommCareClient, domain: str, page_size: int):
-        self.client, self.domain, self.page_size = client, domain, page_size
-
+class UsersSource(_Source):
     def batches(self, cursor_state: dict[str, Any] | None) -> Iterator[Batch]:
         path = f"/a/{self.domain}/api/v0.5/user/"
         for page in offset_pages(self.client, path, limit=self.page_size, what="User API"):
