@@ -8,6 +8,7 @@ puts its transport into the scope (``sim.transport``).
 from __future__ import annotations
 
 import asyncio
+import socket
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -109,3 +110,10 @@ class DroppingH11Protocol(H11Protocol):
             await inner(scope, receive, send_)
 
         self.app = app
+
+    def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
+        # Headers and body are written separately: without TCP_NODELAY the body waits for a delayed ACK.
+        sock = transport.get_extra_info("socket")
+        if sock is not None and sock.family in (socket.AF_INET, socket.AF_INET6):
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        super().connection_made(transport)

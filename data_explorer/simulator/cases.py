@@ -15,7 +15,6 @@ import bisect
 from dataclasses import dataclass
 from typing import Iterator
 
-from data_explorer.simulator import pools
 from data_explorer.simulator.pools import ASCII, FIRST_NAMES, RAW, SURNAMES, UTF8, Value, concat, esc, raw
 from data_explorer.simulator.schema import CASE_PROPERTIES, SLOT_TYPES, VALUE_FUNCTIONS, VALUE_TABLES, parent_index
 from data_explorer.simulator.synth import DAY_US, MASK64, US, fmt_date, fmt_ts, make_tag, mix64, record_id, stable_hash
@@ -50,7 +49,8 @@ class CaseSpace:
         self.n_total = n_base
         self.owner_ids = owner_ids
         self.start = start
-        self.spacing = max(1000, span // max(n_base, 1))
+        self.spacing = max(1000, span // max(n_base, 1) // 1000 * 1000)  # whole milliseconds
+        self._jitter = max(1, self.spacing // 2000)  # a group's offset: less than half a spacing, in ms
         self.states: dict[int, CaseState] = {}
         self.tail: list[tuple[int, str, int, int]] = []  # (time, case_id, index, version), sorted
         self.moved: list[int] = []  # base positions whose case has a newer version in the tail, sorted
@@ -97,14 +97,15 @@ class CaseSpace:
 
     def base_time(self, index: int) -> int:
         group = index >> 2
-        g_hash = self._group_hash(group)
+        g_hash = self._group_hashes.get(group) or self._group_hash(group)
         slot = (index & ~3) if g_hash % 3 == 0 else index  # a third of the groups share one instant
-        return self.start + slot * self.spacing + (g_hash >> 8) % (self.spacing // 2)
+        return self.start + slot * self.spacing + (g_hash >> 8) % self._jitter * 1000
 
     def group(self, group: int) -> list[tuple[int, str]]:
         """(index, case_id) of one group of four base positions, in order."""
-        if self._group_cache[0] == group:
-            return self._group_cache[1]
+        cached = self._group_cache  # read once: the prefetch thread replaces it too
+        if cached[0] == group:
+            return cached[1]
         first = group * 4
         members = [(i, self.case_id(i)) for i in range(first, min(first + 4, self.n_base))]
         if self._group_hash(group) % 3 == 0:
@@ -185,7 +186,8 @@ class CaseSpace:
         if index >= self.n_total:
             assert index == self.n_total, "new cases are created in index order"
             self.n_total += 1
-            new_state = CaseState(0, time, time, True, offset)
+            opened = self._times(time, self._hash(index, 0), None)[2]  # created when last modified
+            new_state = CaseState(0, time, opened, True, offset)
         elif state is None:
             bisect.insort(self.moved, self.base_position(index))
             new_state = CaseState(1, time, self._base_times(index)[3], False, offset)
@@ -206,16 +208,19 @@ class CaseSpace:
 
     @staticmethod
     def _times(time: int, h: int, opened: int | None) -> tuple[int, int, int, int]:
-        server = time - (h & 0xFFFF)
+        """(indexed_on, server_last_modified, last_modified, date_opened): the phone's clock runs behind."""
+        server = time - (h & 0x3F) * 1000
         phone = server - ((h >> 16) % 3600) * US
-        return time, server, phone, (phone - ((h >> 28) % 20) * DAY_US if opened is None else opened)
+        if opened is None:
+            return time, server, phone, phone - ((h >> 28) % 20) * DAY_US
+        return time, server, max(phone, opened), opened
 
     def values(self, index: int, state: CaseState | None) -> "CaseValues":
         version = state.version if state else 0
         h = mix64(self.salt + index * _GOLD + version * _SILVER)
         if state is None:
             time = self.base_time(index)
-            server = time - (h & 0xFFFF)
+            server = time - (h & 0x3F) * 1000
             phone = server - ((h >> 16) % 3600) * US
             times = (time, server, phone, phone - ((h >> 28) % 20) * DAY_US)
         else:
@@ -225,7 +230,7 @@ class CaseSpace:
         closed = (state is None or not state.new) and h0 % _CLOSE_ONE_IN[case_type] == 0
         for v in range(1, version + 1):
             closed = closed or (self._hash(index, v) >> 40) & 7 == 0
-        surname, household, owner = self._family(index >> 3)
+        surname, household, owner = self._families.get(index >> 3) or self._family(index >> 3)
         if case_type == "patient":
             name: Value = PERSON_NAMES[surname * len(FIRST_NAMES) + h0 % len(FIRST_NAMES)]
             external = f"P-{index + 1:06d}"
@@ -233,7 +238,8 @@ class CaseSpace:
             name, external = household, f"HH-{index + 1:06d}"
         else:
             name, external = "Visit " + fmt_date(times[3]), None
-        return CaseValues(index, self.case_id(index), case_type, name, external, owner, times, closed, h)
+        case_id = self._ids.get(index) or self.case_id(index)
+        return CaseValues(index, case_id, case_type, name, external, owner, times, closed, h)
 
 
 class CaseValues:
@@ -274,11 +280,16 @@ def _fragment_tables() -> dict[int, dict[str, tuple]]:
 _FRAGMENTS = _fragment_tables()
 _PLAIN, _PHONE, _VISIT_TYPE, _COMMENT, _REASON = range(5)
 _SPECIAL = {"phone_number": _PHONE, "visit_type": _VISIT_TYPE, "comment": _COMMENT, "referral_reason": _REASON}
-_SPECS = {
-    case_type: tuple(
-        (name, _PROP_SALTS[name], len(VALUE_TABLES.get(name, ())), _SPECIAL.get(name, _PLAIN)) for name in props
-    )
-    for case_type, props in CASE_PROPERTIES.items()
+_SPECS = {  # per mode and case type: (name, salt, table size, special handling, fragments) per property
+    mode: {
+        case_type: tuple(
+            (name, _PROP_SALTS[name], len(VALUE_TABLES.get(name, ())), _SPECIAL.get(name, _PLAIN),
+             _FRAGMENTS[mode].get(name, ()))
+            for name in props
+        )
+        for case_type, props in CASE_PROPERTIES.items()
+    }
+    for mode in (RAW, ASCII, UTF8)
 }
 _REFERRAL = VALUE_TABLES["visit_type"].index("referral")
 _phone = VALUE_FUNCTIONS["phone_number"]
@@ -291,9 +302,8 @@ def properties(case_type: str, h: int, mode: int) -> list:
     three visits in ten no comment, and only referral visits a referral reason.
     """
     out = []
-    fragments = _FRAGMENTS[mode]
     referral = False
-    for name, salt, size, special in _SPECS[case_type]:
+    for name, salt, size, special, fragments in _SPECS[mode][case_type]:
         ph = (((h ^ salt) * _GOLD) & MASK64) >> 7
         if special:
             if special == _PHONE:
@@ -305,7 +315,7 @@ def properties(case_type: str, h: int, mode: int) -> list:
                 referral = ph % size == _REFERRAL
             elif (special == _COMMENT and ph % 10 >= 7) or (special == _REASON and not referral):
                 continue
-        out.append(fragments[name][ph % size])
+        out.append(fragments[ph % size])
     return out
 
 
@@ -314,24 +324,32 @@ def index_of(case_type: str) -> tuple[str, str, str] | None:
     return _INDEX_OF_TYPE.get(case_type)
 
 
+_PARENT_DELTA = {slot: slot - parent_index(slot) for slot in range(1, 8)}
+_INDEX_JSON = {
+    case_type: (f'"{name}": {{"case_id": "', f'", "case_type": "{target}", "relationship": "{relationship}"}}')
+    for case_type, (name, target, relationship) in _INDEX_OF_TYPE.items()
+}
+
+
 def render(space: CaseSpace, v: CaseValues, mode: int = ASCII) -> str:
     """One case as Case API v2 JSON text (separators as Django's: ", " and ": ")."""
     indexed, server, phone, opened = v.times
-    props = ", ".join(properties(v.case_type, v.h, mode))
-    link = _INDEX_OF_TYPE.get(v.case_type)
+    link = _INDEX_JSON.get(v.case_type)
     if link:
-        target = space.case_id(parent_index(v.index))
-        indices = f'"{link[0]}": {{"case_id": "{target}", "case_type": "{link[1]}", "relationship": "{link[2]}"}}'
+        parent = v.index - _PARENT_DELTA[v.index & 7]
+        indices = f"{link[0]}{space._ids.get(parent) or space.case_id(parent)}{link[1]}"
     else:
         indices = ""
+    name = v.name if type(v.name) is str else v.name[mode]
     external = "null" if v.external_id is None else f'"{v.external_id}"'
-    closed = f'true, "date_closed": "{fmt_ts(phone)}"' if v.closed else 'false, "date_closed": null'
+    last_modified = fmt_ts(phone)
+    closed = f'true, "date_closed": "{last_modified}"' if v.closed else 'false, "date_closed": null'
     return (
         f'{{"domain": "{space.domain}", "case_id": "{v.case_id}", "case_type": "{v.case_type}", '
-        f'"case_name": "{esc(v.name, mode)}", "external_id": {external}, "owner_id": "{v.owner_id}", '
-        f'"date_opened": "{fmt_ts(opened)}", "last_modified": "{fmt_ts(phone)}", '
+        f'"case_name": "{name}", "external_id": {external}, "owner_id": "{v.owner_id}", '
+        f'"date_opened": "{fmt_ts(opened)}", "last_modified": "{last_modified}", '
         f'"server_last_modified": "{fmt_ts(server)}", "indexed_on": "{fmt_ts(indexed)}", "closed": {closed}, '
-        f'"properties": {{{props}}}, "indices": {{{indices}}}}}'
+        f'"properties": {{{", ".join(properties(v.case_type, v.h, mode))}}}, "indices": {{{indices}}}}}'
     )
 
 
@@ -347,5 +365,3 @@ class _Keys:
     def __getitem__(self, position: int) -> tuple[int, str]:
         return self.space.key(position)
 
-
-__all__ = ["CaseSpace", "CaseState", "CaseValues", "render", "index_of", "pools"]

@@ -1,6 +1,7 @@
 """The control API under ``/_sim/``, for tests and the demo. No CommCare auth; off when the config says so.
 
-- ``GET  /_sim/state``   data version, and counts per project space
+- ``GET  /_sim/state``   data version, and counts per project space: ``cases``, ``forms`` (archived ones
+  included; ``forms_archived`` of them), ``users`` (active; ``users_archived`` besides), ``apps``
 - ``POST /_sim/mutate``  ``{"domain", "update_cases", "new_cases", "new_forms"}`` → the ids touched
 - ``GET  /_sim/faults``, ``PUT /_sim/faults``  the fault configuration (see ``FaultConfig.from_json``)
 - ``GET  /_sim/stats``   requests per endpoint and status, faults fired

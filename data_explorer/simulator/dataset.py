@@ -66,7 +66,7 @@ class ProjectSpace:
         clock += len(touched) * CHANGE_STEP
         for q in range(new_forms if cases.n_total else 0):
             primary = touched[q % len(touched)] if touched else rng.randrange(cases.n_total)
-            desc = self.forms.add(primary, new_set if q < len(touched) else frozenset(), clock + q * CHANGE_STEP * 2)
+            desc = self.forms.add(primary, new_set if q < len(touched) else frozenset(), clock + q * CHANGE_STEP * 3)
             form_ids.append(self.forms.form_id(desc.number))
         return {
             "domain": self.name,
@@ -78,16 +78,19 @@ class ProjectSpace:
         }
 
     def state(self) -> dict[str, Any]:
-        forms = self.forms
-        archived = forms.archived_before(forms.n_base)
+        """Counts: ``forms`` includes the archived ones (listed with ``include_archived``), ``users`` does not
+        (the User API lists deactivated workers only with ``archived=true``)."""
+        forms, users = self.forms, self.users
+        archived_forms = forms.archived_before(forms.n_base)
+        archived_users = sum(1 for j in range(users.count) if users.archived(j))
         return {
             "version": self.version,
             "cases": self.cases.n_total,
             "cases_updated": len(self.cases.states) - (self.cases.n_total - self.cases.n_base),
             "forms": forms.positions,
-            "forms_archived": archived,
-            "users": self.users.count,
-            "users_archived": sum(1 for j in range(self.users.count) if self.users.archived(j)),
+            "forms_archived": archived_forms,
+            "users": users.count - archived_users,
+            "users_archived": archived_users,
             "apps": len(self.apps.ids),
         }
 

@@ -1,7 +1,7 @@
 """The forms of one project space: generated from (seed, domain, number), in submission order.
 
-Base form ``j`` is of kind ``FORM_KINDS[j % 5]`` and concerns family
-``(j // 5) % families`` of the base cases: its case blocks name real cases of
+Base form ``j`` is of kind ``FORM_KINDS[j % 7]`` and concerns family
+``(j // 7) % families`` of the base cases: its case blocks name real cases of
 that family (the household, one to three patients, their visits). Forms added
 later (``FormSpace.add``) are kept as small descriptors in a tail. Every third
 pair of forms shares one timestamp; ``received_on``, ``indexed_on`` and
@@ -68,7 +68,7 @@ class FormSpace:
         self.app_ids, self.build_ids, self.app_versions = app_ids, build_ids, app_versions
         self.users = users  # (user id, username) of the mobile workers
         self.start = start
-        self.spacing = max(4000, span // max(n_base, 1))
+        self.spacing = max(4000, span // max(n_base, 1) // 1000 * 1000)  # whole milliseconds
         self.tail: list[FormDesc] = []
 
     @property
@@ -83,8 +83,8 @@ class FormSpace:
     def _times(self, j: int) -> tuple[int, int, int]:
         pair_hash = mix64(self.salt ^ (j >> 1))
         slot = (j & ~1) if pair_hash % 3 == 0 else j
-        received = self.start + slot * self.spacing + (pair_hash >> 8) % (self.spacing // 2)
-        lag = (pair_hash >> 40) % (self.spacing // 4)
+        received = self.start + slot * self.spacing + (pair_hash >> 8) % (self.spacing // 2000) * 1000
+        lag = (pair_hash >> 40) % (self.spacing // 4000) * 2000
         return received, received + lag, received + lag // 2
 
     def describe(self, position: int) -> FormDesc:
@@ -111,6 +111,11 @@ class FormSpace:
         elif key == "visit_outcome":
             visit = visits[(h >> 8) % len(visits)]
             roles, created = (("visit", (visit,)), ("patient", (patient,))), frozenset()
+        elif key == "register_patient":
+            roles, created = (("patient", (patient,)),), frozenset((patient,))
+        elif key == "record_visit":
+            visit = visits[(h >> 8) % len(visits)]
+            roles, created = (("visit", (visit,)),), frozenset((visit,))
         else:  # referral
             roles = (("patient", (patient,)), ("visit", (visits[-1],)), ("household", (base,)))
             created = frozenset((visits[-1],))
@@ -131,12 +136,16 @@ class FormSpace:
                 kind, roles = "register_household", (("household", (primary,)), ("members", tuple(p for p in patients if p in created)))
             else:
                 kind, roles = "update_household", (("household", (primary,)), ("member_updates", patients[:2]))
+        elif case_type == "patient" and primary in created:
+            kind, roles = "register_patient", (("patient", (primary,)),)
         elif case_type == "patient":
             visit = base + VISIT_SLOTS[primary - base][0]
             kind, roles = "patient_followup", (("patient", (primary,)), ("visit", (visit,) if visit < exists else ()))
+        elif primary in created:
+            kind, roles = "record_visit", (("visit", (primary,)),)
         else:
             kind, roles = "visit_outcome", (("visit", (primary,)), ("patient", (base + HOST_SLOT[primary - base],)))
-        desc = FormDesc(self.positions, KIND_INDEX[kind], roles, created, time, time + 1000, time + 500, False,
+        desc = FormDesc(self.positions, KIND_INDEX[kind], roles, created, time, time + 2000, time + 1000, False,
                         self.cases.owner_index(base))
         self.tail.append(desc)
         return desc

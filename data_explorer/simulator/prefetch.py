@@ -20,6 +20,7 @@ class Prefetcher:
     def __init__(self) -> None:
         self._pool: ThreadPoolExecutor | None = None
         self._pending: OrderedDict[tuple, Future] = OrderedDict()
+        self.hits = 0  # requests answered with a page rendered ahead
 
     def submit(self, key: tuple, compute: Callable[[], Any]) -> None:
         if key in self._pending:
@@ -31,7 +32,9 @@ class Prefetcher:
             self._pending.popitem(last=False)[1].cancel()
 
     def take(self, key: tuple) -> Future | None:
-        return self._pending.pop(key, None)
+        future = self._pending.pop(key, None)
+        self.hits += future is not None
+        return future
 
     def clear(self) -> None:
         for future in self._pending.values():

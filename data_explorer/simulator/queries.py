@@ -62,10 +62,11 @@ def parse_lenient(value: str) -> tuple[int, bool]:
         return date_us(date.fromisoformat(value)), True
     if not re.fullmatch(r"\d{4}-\d{2}-\d{2}[T ][0-9:.,+\-Z]+", value):
         raise ValueError(value)
-    moment = datetime.fromisoformat(value)
-    if moment.tzinfo is not None:
-        moment = moment.astimezone(timezone.utc)
-    return to_us(moment), False
+    try:
+        moment = datetime.fromisoformat(value)
+        return to_us(moment.astimezone(timezone.utc) if moment.tzinfo is not None else moment), False
+    except OverflowError:  # an offset that pushes the instant out of datetime's range
+        raise ValueError(value) from None
 
 
 _FORM_DATE = re.compile(r"\d{4}-\d{2}-\d{2}(T\d{2}:\d{2}(:\d{2}(\.\d{1,6})?)?Z?)?")

@@ -89,6 +89,7 @@ class RunningSimulator:
             self._server.should_exit = True
         if self._thread is not None:
             self._thread.join(timeout=10)
+        self.runtime.prefetch.close()
         self._server = self._thread = self._loop = None
 
     def __enter__(self) -> "RunningSimulator":
@@ -137,4 +138,8 @@ class RunningSimulator:
 
 def serve(config: SimulatorConfig, host: str = "127.0.0.1", port: int = 8765) -> None:
     """Serve in the foreground until interrupted (Ctrl-C)."""
-    uvicorn.Server(uvicorn_config(SimulatorApp(config), host, port, quiet=False)).run()
+    app = SimulatorApp(config)
+    try:
+        uvicorn.Server(uvicorn_config(app, host, port, quiet=False)).run()
+    finally:
+        app.runtime.prefetch.close()

@@ -39,6 +39,7 @@ class Runtime:
             "requests": by_endpoint,
             "total": sum(self.requests.values()),
             "faults": dict(sorted(self.faults.fired.items())),
+            "prefetched": self.prefetch.hits,
         }
 
     def reset(self, tokens: bool = False) -> None:

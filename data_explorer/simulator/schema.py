@@ -231,6 +231,31 @@ PATIENT_FOLLOWUP = FormKind(
         )),
     ),
 )
+REGISTER_PATIENT = FormKind(
+    "register_patient", _FD + "5C8F6D9E-2A41-4E1B-9C07-1A2B3C4D5E04", "Register Patient", "Enregistrer un patient",
+    "patient",
+    (
+        _q("patient_name", "Text", "Patient name", "Nom du patient", required=True),
+        _q("dob", "Date", "Date of birth", "Date de naissance"),
+        _q("sex", "Select", "Sex", "Sexe", SEXES),
+        _q("phone_number", "PhoneNumber", "Phone number", "Numéro de téléphone"),
+        _q("preferred_language", "Select", "Preferred language", "Langue préférée", LANGUAGES),
+        CaseSlot("patient", "patient", "patient_name", ("dob", "sex", "phone_number", "preferred_language"),
+                 Index("parent", "household", "household", "child")),
+    ),
+)
+RECORD_VISIT = FormKind(
+    "record_visit", _FD + "9A7B3C21-6D5E-4F10-8B2A-0C1D2E3F4A03", "Record Visit", "Enregistrer une visite", "visit",
+    (
+        _q("visit_date", "Date", "Visit date", "Date de la visite", required=True),
+        _q("visit_type", "Select", "Type of visit", "Type de visite", VISIT_TYPES),
+        _q("weight_kg", "Decimal", "Weight (kg)", "Poids (kg)"),
+        _q("temperature_c", "Decimal", "Temperature (°C)", "Température (°C)"),
+        _q("referral_reason", "Select", "Reason for referral", "Motif de la référence", REASONS),
+        CaseSlot("visit", "visit", None, ("visit_date", "visit_type", "weight_kg", "temperature_c", "referral_reason"),
+                 Index("host", "patient", "patient", "extension")),
+    ),
+)
 VISIT_OUTCOME = FormKind(
     "visit_outcome", _FD + "9A7B3C21-6D5E-4F10-8B2A-0C1D2E3F4A01", "Visit Outcome", "Résultat de la visite",
     "visit",
@@ -267,8 +292,9 @@ REFERRAL = FormKind(
         )),
     ),
 )
-FORM_KINDS = (REGISTER_HOUSEHOLD, PATIENT_FOLLOWUP, VISIT_OUTCOME, UPDATE_HOUSEHOLD, REFERRAL)
-"""Base form ``j`` is of kind ``FORM_KINDS[j % 5]``."""
+FORM_KINDS = (REGISTER_HOUSEHOLD, PATIENT_FOLLOWUP, VISIT_OUTCOME, UPDATE_HOUSEHOLD, REFERRAL, REGISTER_PATIENT,
+              RECORD_VISIT)
+"""Base form ``j`` is of kind ``FORM_KINDS[j % 7]``."""
 
 
 # --- applications -----------------------------------------------------------------------------
@@ -293,10 +319,10 @@ class App:
 APPS = (
     App("household_survey", "Household Survey", 12, (
         Module("Households", "Ménages", "household", (REGISTER_HOUSEHOLD, UPDATE_HOUSEHOLD)),
-        Module("Patients", "Patients", "patient", (PATIENT_FOLLOWUP,)),
+        Module("Patients", "Patients", "patient", (REGISTER_PATIENT, PATIENT_FOLLOWUP)),
     )),
     App("clinic_referrals", "Clinic Referrals — Références", 7, (
-        Module("Visits", "Visites", "visit", (VISIT_OUTCOME,)),
+        Module("Visits", "Visites", "visit", (RECORD_VISIT, VISIT_OUTCOME)),
         Module("Referrals", "Références", "patient", (REFERRAL,)),
     )),
 )

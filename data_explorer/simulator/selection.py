@@ -18,25 +18,31 @@ from data_explorer.simulator.cases import CaseSpace, CaseState, CaseValues, inde
 from data_explorer.simulator.dataset import ProjectSpace
 from data_explorer.simulator.forms import FormDesc, FormSpace
 from data_explorer.simulator.queries import CaseFilter, CaseQuery, FormQuery, to_boolean
-from data_explorer.simulator.schema import APP_OF_KIND, FORM_KINDS, parent_index
+from data_explorer.simulator.schema import APP_OF_KIND, FAMILY, FORM_KINDS, SLOT_TYPES, parent_index
 from data_explorer.simulator.synth import DAY_US, parse_id
 
 CACHE_SIZE = 16
+CACHE_POSITIONS = 4_000_000
 _DATE_FIELD = {"indexed_on": 0, "server_last_modified": 1, "last_modified": 2, "date_opened": 3}
 
 
 class ScanCache:
-    """Matching positions per (space, data version, filters); least recently used out first."""
+    """Matching positions per (space, data version, filters); least recently used out first.
 
-    def __init__(self, size: int = CACHE_SIZE):
-        self.size = size
+    Bounded in entries and in positions held (8 bytes each), so memory stays flat.
+    """
+
+    def __init__(self, size: int = CACHE_SIZE, positions: int = CACHE_POSITIONS):
+        self.size, self.positions = size, positions
         self._entries: OrderedDict[tuple, array] = OrderedDict()
 
     def get(self, key: tuple, compute: Callable[[], array]) -> array:
         found = self._entries.get(key)
         if found is None:
             found = self._entries[key] = compute()
-            while len(self._entries) > self.size:
+            while len(self._entries) > 1 and (
+                len(self._entries) > self.size or sum(map(len, self._entries.values())) > self.positions
+            ):
                 self._entries.popitem(last=False)
         else:
             self._entries.move_to_end(key)
@@ -171,14 +177,14 @@ def case_by_id(space: ProjectSpace, case_id: str) -> tuple[int, CaseState | None
 
 
 def case_by_external_id(space: ProjectSpace, external_id: str) -> tuple[int, CaseState | None] | None:
+    """Households have external ids ``HH-<index + 1>``, patients ``P-<index + 1>``, visits none."""
     prefix, _, number = external_id.partition("-")
-    if prefix not in ("HH", "P") or not number.isdigit() or len(number) > 12:
+    case_type = {"HH": "household", "P": "patient"}.get(prefix)
+    if case_type is None or not number.isdigit() or len(number) > 12 or int(number) < 1:
         return None
     index = int(number) - 1
-    found = space.cases.lookup(index) if index >= 0 else (False, None)
-    if not found[0] or {"HH": "household", "P": "patient"}[prefix] != space.cases.values(index, found[1]).case_type:
-        return None
-    return index, found[1]
+    exists, state = space.cases.lookup(index)
+    return (index, state) if exists and SLOT_TYPES[index % FAMILY] == case_type else None
 
 
 # --- forms -------------------------------------------------------------------------------------

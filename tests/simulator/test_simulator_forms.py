@@ -101,7 +101,7 @@ def test_bad_dates_are_refused(client, value):
 
 def test_filters(client, sim, forms):
     kinds = {f["form"]["@xmlns"] for f in forms}
-    assert len(kinds) == 5
+    assert len(kinds) == 7
     xmlns = sorted(kinds)[0]
     found, _ = all_forms(client, xmlns=xmlns, order_by="indexed_on")
     assert [f["id"] for f in found] == [f["id"] for f in forms if f["form"]["@xmlns"] == xmlns]
