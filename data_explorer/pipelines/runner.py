@@ -251,12 +251,8 @@ def materialize(settings: Settings, db: Database, request: RunRequest, extra_rep
         admin = stack.enter_context(db.connect(autocommit=True))
         ensure_control_tables(admin, control)
         stack.enter_context(_tenant_lock(db, request.domain))
-        fail_abandoned_runs(admin, control, request.domain)
+        fail_abandoned_runs(admin, control, request.domain, keep=status.run_id)
         provision_tenant(admin, names, control)
-        ensure_raw_tables(admin, names.raw_schema, pipeline.raw_tables)
-        admin.execute(
-            sql.SQL("GRANT ALL ON ALL TABLES IN SCHEMA {} TO {}").format(sql.Identifier(names.raw_schema), sql.Identifier(names.writer_role))
-        )
         if request.run_id:
             save_run(admin, control, status)
         else:
@@ -266,6 +262,7 @@ def materialize(settings: Settings, db: Database, request: RunRequest, extra_rep
         runner = Runner(settings, db, pipeline, names, status, reporter)
         cancel_state = {"cancelled": False}
         writer = stack.enter_context(runner.writer_connection())
+        ensure_raw_tables(writer, names.raw_schema, pipeline.raw_tables)  # owned by the writer, like all it loads
         client = stack.enter_context(CommCareClient(cc, credential_from_settings(cc), request.domain))
         try:
             with _stop_on_sigterm(cancel_state):

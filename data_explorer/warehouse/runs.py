@@ -41,15 +41,16 @@ def get_run(conn: psycopg.Connection, schema: str, run_id: str) -> dict[str, Any
         return cur.fetchone()
 
 
-def fail_abandoned_runs(conn: psycopg.Connection, schema: str, domain: str) -> int:
+def fail_abandoned_runs(conn: psycopg.Connection, schema: str, domain: str, keep: str) -> int:
     """Mark runs that never finished as Failed. Call only while holding the tenant's run lock,
-    which proves no runner is alive for them (a killed runner cannot report its own end)."""
+    which proves no runner is alive for them (a killed runner cannot report its own end).
+    ``keep`` is the run about to start, whose row may already exist."""
     error = {"code": "RUNNER_LOST", "message": "the runner stopped without finishing (killed or crashed); a later run resumed its work"}
     cur = conn.execute(
         sql.SQL(
             "UPDATE {}.runs SET phase = 'Failed', error = %s, completed_at = now(), updated_at = now()"
-            " WHERE domain = %s AND phase <> ALL(%s)"
+            " WHERE domain = %s AND phase <> ALL(%s) AND run_id <> %s"
         ).format(sql.Identifier(schema)),
-        (Jsonb(error), domain, list(TERMINAL)),
+        (Jsonb(error), domain, list(TERMINAL), keep),
     )
     return cur.rowcount
