@@ -148,6 +148,17 @@ def measure(name: str, pull, base: str, parse: bool, repeat: int) -> dict:
     return {"what": name, "client": "parse JSON" if parse else "download only", **best}
 
 
+def _peak_rss_mb(pid: int) -> float | None:
+    """The server's peak resident memory, where /proc tells it (Linux)."""
+    try:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
+    except OSError:
+        return None
+    return None
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--cases", type=int, default=200_000)
@@ -162,6 +173,7 @@ def main(argv: list[str] | None = None) -> int:
             measure("forms (limit 1000)", pull_forms, base, False, args.repeat),
             measure("forms (limit 1000)", pull_forms, base, True, args.repeat),
         ]
+        peak_rss = _peak_rss_mb(process.pid)
     finally:
         process.terminate()
         process.wait(timeout=10)
@@ -176,9 +188,12 @@ def main(argv: list[str] | None = None) -> int:
     out = RESULTS / f"simulator_throughput-{stamp}.json"
     out.write_text(json.dumps({
         "benchmark": "simulator_throughput", "at": stamp, "cases": args.cases, "forms": args.forms,
-        "python": platform.python_version(), "machine": platform.machine(), "cpus": os.cpu_count(), "results": rows,
+        "python": platform.python_version(), "machine": platform.machine(), "cpus": os.cpu_count(),
+        "simulator_peak_rss_mb": peak_rss, "results": rows,
     }, indent=2) + "\n")
-    print(f"\nwritten to {out.relative_to(ROOT)}")
+    if peak_rss is not None:
+        print(f"\nsimulator peak memory (RSS): {peak_rss:.0f} MB")
+    print(f"written to {out.relative_to(ROOT)}")
     return 0
 
 

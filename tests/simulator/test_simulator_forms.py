@@ -172,3 +172,24 @@ def test_single_form_and_missing_ones(client, forms):
     assert client.get(f"{LIST}{one['id']}/").json() == one
     response = client.get(f"{LIST}no-such-form/")
     assert response.status_code == 404 and response.content == b""
+
+
+def test_paging_by_date_as_the_loader_does_gets_every_form_once(fresh_sim):
+    import httpx
+    from simulator_helpers import api_key
+
+    with httpx.Client(base_url=fresh_sim.base_url, headers=api_key(), timeout=30) as client:
+        start, offset, seen, pages = None, 0, [], 0
+        while True:
+            params = {"limit": 25, "order_by": "indexed_on", "offset": offset, "include_archived": "true"}
+            if start:
+                params["indexed_on_start"] = start
+            objects = client.get(LIST, params=params).json()["objects"]
+            pages += 1
+            seen += [f for f in objects if f["id"] not in {s["id"] for s in seen[-25:]}]
+            if len(objects) < 25:
+                break
+            last = objects[-1]["indexed_on"].rstrip("Z")
+            offset, start = (offset + 25, start) if start == last == objects[0]["indexed_on"].rstrip("Z") else (0, last)
+    assert len(seen) == FORMS == len({f["id"] for f in seen})
+    assert fresh_sim.stats()["prefetched"] >= pages - 2  # the next page was rendered ahead
