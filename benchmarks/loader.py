@@ -22,7 +22,6 @@ import json
 import os
 import platform
 import secrets
-import socket
 import subprocess
 import sys
 import tempfile
@@ -31,6 +30,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 import httpx
+from simulator_process import start_server
 import psycopg
 from psycopg import sql
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
@@ -40,31 +40,6 @@ RESULTS = ROOT / "benchmarks" / "results"
 USER, KEY = "demo@example.org", "demo-api-key"
 AUTH = {"Authorization": f"ApiKey {USER}:{KEY}"}
 CASE_PAGE, FORM_PAGE = 5000, 1000
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def start_simulator(cases: int, forms: int) -> tuple[subprocess.Popen, str]:
-    port = free_port()
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "data_explorer.cli", "simulator", "--port", str(port), "--cases", str(cases),
-         "--forms", str(forms), "--domain", "bench"],
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-    )
-    base = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        try:
-            httpx.get(f"{base}/_sim/state", timeout=1).raise_for_status()
-            return proc, base
-        except httpx.HTTPError:
-            time.sleep(0.1)
-    proc.kill()
-    raise SystemExit("the simulator did not start")
 
 
 def fetch_only(base: str) -> dict[str, float]:
@@ -114,7 +89,7 @@ def measure(size: int, forms: int, server: str) -> dict:
     with psycopg.connect(server, autocommit=True) as admin:
         admin.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(f"de_bench_{tag}")))
     dsn = make_conninfo(**{**params, "dbname": f"de_bench_{tag}"})
-    sim, base = start_simulator(size, forms)
+    sim, base = start_server(size, forms)
     home = tempfile.mkdtemp(prefix="de-bench-")
     env = {**os.environ, "DATABASE_URL": dsn, "DATA_EXPLORER_HOME": home, "DATA_EXPLORER_ROLE_PREFIX": tag,
            "COMMCARE_BASE_URL": base, "COMMCARE_USERNAME": USER, "COMMCARE_API_KEY": KEY,
