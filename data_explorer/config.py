@@ -192,16 +192,6 @@ class Settings:
             max_backoff=v["COMMCARE_MAX_BACKOFF"],
         )
 
-    def redacted(self) -> dict[str, str]:
-        """Settings for display: secrets masked."""
-        shown = {}
-        for s in SETTINGS:
-            value = self.values.get(s.env)
-            if value is None:
-                continue
-            shown[s.env] = "****" if s.secret else str(value)
-        return shown
-
 
 def _parse(setting: Setting, raw: Any, source: str) -> Any:
     text = str(raw).strip()

@@ -80,10 +80,3 @@ class EmbeddedPostgres:
         if self._server is not None:
             self._server.cleanup()
             self._server = None
-
-    @property
-    def running(self) -> bool:
-        from pgserver.utils import PostmasterInfo
-
-        info = PostmasterInfo.read_from_pgdata(self.pgdata) if self.pgdata.exists() else None
-        return bool(info and info.is_running())
