@@ -48,6 +48,19 @@ def cmd_simulator(args: argparse.Namespace) -> int:
     return run_from_args(args) or 0
 
 
+def _at_least(low: int):
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+        if value < low:
+            raise argparse.ArgumentTypeError(f"must be at least {low}")
+        return value
+
+    return parse
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="data-explorer",
@@ -64,7 +77,7 @@ def build_parser() -> argparse.ArgumentParser:
         description="Start a CommCare simulator and PostgreSQL (embedded unless DATABASE_URL is set), "
         "materialize the demo project space, and show what an agent can query.",
     )
-    demo.add_argument("--cases", type=int, default=2000, help="cases in the demo project space (default 2000)")
+    demo.add_argument("--cases", type=_at_least(8), default=2000, help="cases in the demo project space (default 2000)")
     demo.add_argument("--seed", type=int, default=7, help="seed of the synthetic data (default 7)")
     demo.set_defaults(func=cmd_demo)
 
@@ -104,21 +117,29 @@ def main(argv: list[str] | None = None) -> int:
     if not getattr(args, "func", None):
         parser.print_help()
         return EXIT_USAGE
+    import psycopg
+
     from data_explorer.loaders.errors import LoaderError
     from data_explorer.pipelines.registry import PipelineError
-    from data_explorer.pipelines.runner import RunConflict
+    from data_explorer.pipelines.runner import RunConflict, first_line
     from data_explorer.warehouse.database import DatabaseUnavailable
     from data_explorer.warehouse.embedded import EmbeddedPostgresError
     from data_explorer.warehouse.naming import InvalidDomain
+    from data_explorer.warehouse.provisioning import TenantNameConflict
 
     try:
         return args.func(args)
     except (SettingsError, PipelineError, InvalidDomain) as exc:
         return _fail(str(exc), EXIT_USAGE)
-    except (DatabaseUnavailable, EmbeddedPostgresError, RunConflict, LoaderError) as exc:
+    except (DatabaseUnavailable, EmbeddedPostgresError, RunConflict, LoaderError, TenantNameConflict) as exc:
         return _fail(str(exc))
+    except psycopg.Error as exc:
+        return _fail(f"PostgreSQL refused: {first_line(exc)}")
     except KeyboardInterrupt:
         return _fail("interrupted", 130)
+    except Exception as exc:  # one line for the user; the traceback with --verbose
+        logging.getLogger(__name__).debug("unexpected error", exc_info=True)
+        return _fail(f"internal error: {type(exc).__name__}: {first_line(exc)} (run with --verbose for details)")
 
 
 if __name__ == "__main__":

@@ -31,8 +31,16 @@ def _url(value: str) -> str:
 
 
 def _database_url(value: str) -> str:
+    from psycopg import ProgrammingError
+    from psycopg.conninfo import conninfo_to_dict
+
     if not value.startswith(("postgresql://", "postgres://")) and "=" not in value:
         raise ValueError("must be a PostgreSQL URL (postgresql://user@host:5432/db) or a key=value DSN")
+    try:
+        conninfo_to_dict(value)
+    except ProgrammingError as exc:
+        reason = str(exc).strip().splitlines()[0] if str(exc).strip() else "unparseable"
+        raise ValueError(f"is not a valid connection string ({reason.replace(value, '...')})") from None
     return value
 
 
@@ -41,6 +49,13 @@ def _identifier(value: str) -> str:
         raise ValueError("must be a lower-case SQL identifier of letters, digits and underscores")
     if value != value.lower() or len(value) > 40:
         raise ValueError("must be lower case and at most 40 characters")
+    return value
+
+
+def _role_prefix(value: str) -> str:
+    _identifier(value)
+    if len(value) > 7:
+        raise ValueError("must be at most 7 characters (role names must fit PostgreSQL's 63 bytes)")
     return value
 
 
@@ -93,7 +108,7 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("COMMCARE_API_KEY", str, "CommCare API key of COMMCARE_USERNAME.", secret=True),
     Setting("COMMCARE_OAUTH_TOKEN", str, "CommCare OAuth access token, instead of an API key.", secret=True),
     Setting("DATA_EXPLORER_CONTROL_SCHEMA", _identifier, "Schema of the control tables (runs, tenants, metadata).", "data_explorer"),
-    Setting("DATA_EXPLORER_ROLE_PREFIX", _identifier, "Prefix of the per-tenant PostgreSQL roles.", "de"),
+    Setting("DATA_EXPLORER_ROLE_PREFIX", _role_prefix, "Prefix of the per-tenant PostgreSQL roles.", "de"),
     Setting("DATA_EXPLORER_PIPELINES_DIR", _directory, "Directory of pipeline definitions (*.yml).", _CHECKOUT / "pipelines"),
     Setting("DATA_EXPLORER_DBT_PROJECT_DIR", _directory, "The dbt project that builds the tables agents see.", _CHECKOUT / "dbt_project"),
     Setting("COMMCARE_CASE_PAGE_SIZE", _bounded(1, 5000), "Cases per Case API v2 request (at most 5000).", 5000),

@@ -48,7 +48,8 @@ def run_demo(args: argparse.Namespace) -> int:
         with open_database(settings) as db:
             print("PostgreSQL: " + ("embedded, in the data directory" if db.embedded else "DATABASE_URL"))
             print("\n1. First run: discover the apps, load everything, build the tables.")
-            status = materialize(settings, db, RunRequest(DOMAIN), extra_reporters=(ConsoleReporter(),))
+            # --full: the simulator starts afresh each demo, so checkpoints of an earlier demo do not apply
+            status = materialize(settings, db, RunRequest(DOMAIN, full=True), extra_reporters=(ConsoleReporter(),))
             print(summary_table(status))
             if status.phase != "Succeeded":
                 print(f"\nThe run failed: {status.error['code']}: {status.error['message']}")

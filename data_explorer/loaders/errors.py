@@ -36,6 +36,12 @@ class RetriesExhausted(LoaderError):
     code = "RETRIES_EXHAUSTED"
 
 
+class Cancelled(LoaderError):
+    """The run was asked to stop while a request waited or was about to start."""
+
+    code = "CANCELLED"
+
+
 class TransientError(Exception):
     """Retryable (429, 5xx, connection failure). ``retry_after`` is the server's hint in seconds."""
 

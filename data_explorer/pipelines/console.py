@@ -95,6 +95,8 @@ def summary_table(status: RunStatus) -> str:
         detail = info.get("mode", "")
         if info.get("deleted"):
             detail += f", {info['deleted']:,} removed"
+        if info.get("replaced"):
+            detail += f", {info['replaced']:,} unstorable characters replaced"
         rows.append((f"load {name}", f"{info.get('rows', 0):,} rows", detail, f"{info.get('seconds', 0):.1f}s"))
     transform = status.phases.get("transform") or {}
     for name, model in (transform.get("models") or {}).items():

@@ -20,6 +20,7 @@ from data_explorer.pipelines.prefetch import prefetch
 from data_explorer.pipelines.registry import Source
 from data_explorer.warehouse.batches import delete_children, delete_stale, upsert_rows
 from data_explorer.warehouse.checkpoints import read_checkpoint, start_pass, write_checkpoint
+from data_explorer.warehouse.storable import storable, storable_rows
 
 
 @dataclass
@@ -30,7 +31,33 @@ class SourceProgress:
     fetched: int = 0
     total: int | None = None
     deleted: int = 0
+    replaced: int = 0  # characters PostgreSQL cannot store, replaced with U+FFFD
     seconds: float = 0.0
+
+
+def _write_batch(conn, raw_schema: str, source: Source, loader: SourceLoader, batch, cp) -> tuple:
+    """One transaction: children of re-sent parents deleted, rows upserted, checkpoint advanced."""
+    tables = {t.name: t for t in source.tables}
+    try:
+        with conn.transaction():
+            for table in source.tables:
+                if table.parent is not None:
+                    delete_children(conn, raw_schema, table, batch.parents)
+            written = 0
+            for name, rows in batch.rows.items():
+                count = upsert_rows(conn, raw_schema, tables[name], loader.produces[name], rows, cp.generation)
+                if tables[name].parent is None:
+                    written += count
+            cp = replace(cp, cursor=batch.cursor, rows_total=cp.rows_total + written)
+            write_checkpoint(conn, raw_schema, cp)
+    except (psycopg.errors.UntranslatableCharacter, psycopg.errors.CharacterNotInRepertoire):
+        raise
+    except (psycopg.DataError, psycopg.IntegrityError) as exc:
+        raise LoaderError(
+            f"{source.name}: PostgreSQL refused a value from the API ({str(exc).splitlines()[0]}); "
+            "nothing of this batch was kept"
+        ) from None
+    return cp, written
 
 
 def load_source(
@@ -54,22 +81,17 @@ def load_source(
     tables = {t.name: t for t in source.tables}
     for batch in prefetch(loader.batches(cp.cursor)):
         try:
-            with conn.transaction():
-                for table in source.tables:
-                    if table.parent is not None:
-                        delete_children(conn, raw_schema, table, batch.parents)
-                written = 0
-                for name, rows in batch.rows.items():
-                    count = upsert_rows(conn, raw_schema, tables[name], rows, cp.generation)
-                    if tables[name].parent is None:
-                        written += count
-                cp = replace(cp, cursor=batch.cursor, rows_total=cp.rows_total + written)
-                write_checkpoint(conn, raw_schema, cp)
-        except (psycopg.DataError, psycopg.IntegrityError) as exc:
-            raise LoaderError(
-                f"{source.name}: PostgreSQL refused a value from the API ({str(exc).splitlines()[0]}); "
-                "nothing of this batch was kept"
-            ) from None
+            cp, written = _write_batch(conn, raw_schema, source, loader, batch, cp)
+        except (UnicodeEncodeError, psycopg.errors.UntranslatableCharacter, psycopg.errors.CharacterNotInRepertoire):
+            # a character PostgreSQL cannot store: write the batch again with it replaced
+            rows, replaced = {}, 0
+            for name, table_rows in batch.rows.items():
+                types = [tables[name].column(c).type for c in loader.produces[name]]
+                rows[name], n = storable_rows(table_rows, types)
+                replaced += n
+            progress.replaced += replaced
+            parents = [storable(p)[0] for p in batch.parents]
+            cp, written = _write_batch(conn, raw_schema, source, loader, replace(batch, rows=rows, parents=parents), cp)
         progress.rows += written
         progress.fetched += batch.fetched
         progress.total = batch.total if batch.total is not None else progress.total

@@ -2,17 +2,20 @@
 
 Fetching the next page overlaps with writing the current one, while at most
 ``depth`` pages wait in memory. An exception in the producer is raised in the
-consumer; closing the consumer stops the producer at its next item.
+consumer; closing the consumer stops the producer at its next item, waiting at
+most ``STOP_GRACE`` seconds for it.
 """
 
 from __future__ import annotations
 
 import queue
 import threading
+import time
 from typing import Iterator, TypeVar
 
 T = TypeVar("T")
 _DONE = object()
+STOP_GRACE = 10.0  # seconds a stopping consumer waits for the producer's current item
 
 
 def prefetch(items: Iterator[T], depth: int = 2) -> Iterator[T]:
@@ -46,8 +49,10 @@ def prefetch(items: Iterator[T], depth: int = 2) -> Iterator[T]:
             yield item
     finally:
         stop.set()
-        while worker.is_alive():  # drain so a blocked producer can notice the stop
+        deadline = time.monotonic() + STOP_GRACE
+        while worker.is_alive() and time.monotonic() < deadline:  # drain so a blocked producer sees the stop
             try:
                 buffer.get_nowait()
             except queue.Empty:
                 worker.join(timeout=0.1)
+        # a producer still inside a request is a daemon thread: it is abandoned, not waited for

@@ -67,6 +67,9 @@ class Table(_Strict):
     def column_names(self) -> tuple[str, ...]:
         return tuple(c.name for c in self.columns)
 
+    def column(self, name: str) -> Column:
+        return next(c for c in self.columns if c.name == name)
+
 
 class Discover(_Strict):
     loader: str
@@ -209,8 +212,9 @@ def load_pipeline(path: Path) -> Pipeline:
 class Registry:
     """All pipelines of a directory, validated at load."""
 
-    def __init__(self, pipelines: dict[str, Pipeline]):
+    def __init__(self, pipelines: dict[str, Pipeline], files: dict[str, Path] | None = None):
         self._pipelines = pipelines
+        self._files = files or {}
 
     @classmethod
     def from_directory(cls, directory: Path) -> "Registry":
@@ -227,7 +231,11 @@ class Registry:
                 problems.append(str(exc))
         if problems:
             raise PipelineError("\n".join(problems))
-        return cls(pipelines)
+        return cls(pipelines, {path.stem: path for path in files})
+
+    def file_name(self, name: str) -> str:
+        path = self._files.get(name)
+        return path.name if path else f"{name}.yml"
 
     def names(self) -> list[str]:
         return sorted(self._pipelines)

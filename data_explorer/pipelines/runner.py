@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import signal
+import threading
 import time
 import uuid
 from contextlib import ExitStack, contextmanager
@@ -25,6 +26,7 @@ from data_explorer.loaders.commcare.client import CommCareClient
 from data_explorer.loaders.commcare.credentials import credential_from_settings
 from data_explorer.loaders.commcare.sources import LOADERS
 from data_explorer.loaders.errors import LoaderError
+from data_explorer.pipelines.bindings import DISCOVER_LOADERS, check_bindings
 from data_explorer.pipelines.loading import SourceProgress, load_source
 from data_explorer.pipelines.registry import Pipeline, PipelineError, Registry
 from data_explorer.pipelines.reporters import ControlTableReporter, FanOut, Reporter
@@ -41,6 +43,7 @@ from data_explorer.warehouse.provisioning import provision_tenant
 from data_explorer.warehouse.publish import drop_build_schema, publish, reset_build_schema
 from data_explorer.warehouse.raw_tables import ensure_raw_tables
 from data_explorer.warehouse.runs import fail_abandoned_runs, insert_run, save_run
+from data_explorer.warehouse.storable import storable
 
 log = logging.getLogger(__name__)
 
@@ -76,21 +79,35 @@ def _tenant_lock(db: Database, domain: str) -> Iterator[None]:
         conn.close()
 
 
-@contextmanager
-def _stop_on_sigterm(state: dict[str, bool]) -> Iterator[None]:
-    def handler(signum, frame):
-        state["cancelled"] = True
-        raise RunCancelled()
+class Cancellation:
+    """A stop request (SIGTERM or Ctrl-C). Waits in the loaders wake on ``event``; the main
+    thread gets RunCancelled at once, unless the publish transaction has begun, which is
+    then allowed to finish (the data it publishes is complete)."""
 
-    try:
-        previous = signal.signal(signal.SIGTERM, handler)
-    except ValueError:  # not the main thread: cancellation comes another way
-        yield
-        return
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGTERM, previous)
+    def __init__(self) -> None:
+        self.event = threading.Event()
+        self.publishing = False
+
+    @property
+    def requested(self) -> bool:
+        return self.event.is_set()
+
+    def _handle(self, signum, frame) -> None:
+        self.event.set()
+        if not self.publishing:
+            raise RunCancelled()
+
+    @contextmanager
+    def on_signals(self) -> Iterator[None]:
+        if threading.current_thread() is not threading.main_thread():
+            yield  # signals reach only the main thread; callers cancel through ``event``
+            return
+        previous = {sig: signal.signal(sig, self._handle) for sig in (signal.SIGTERM, signal.SIGINT)}
+        try:
+            yield
+        finally:
+            for sig, handler in previous.items():
+                signal.signal(sig, handler)
 
 
 class Runner:
@@ -124,14 +141,17 @@ class Runner:
         self.status.phases["discover"] = {"state": "running"}
         self.status.enter("Discovering", "reading app definitions")
         self.report(important=True)
-        apps = fetch_applications(client, self.names.domain)
+        apps, replaced = storable(fetch_applications(client, self.names.domain))
         self.metadata = build_metadata(self.names.domain, apps)
+        if replaced:
+            self.metadata["warnings"].append(f"{replaced} characters PostgreSQL cannot store were replaced with U+FFFD")
         prefix = self.pipeline.case_type_views.prefix if self.pipeline.case_type_views else "case_"
         definitions, properties = plan_typed_views(self.metadata, prefix, {m.name for m in self.pipeline.models})
         if self.pipeline.case_type_views:
             self.view_definitions, self.view_properties = definitions, properties
             self.view_names = [row[1] for row in definitions]
         tables = {t.name: t for t in self.pipeline.discover.tables}
+        produces = DISCOVER_LOADERS[self.pipeline.discover.loader]
         with writer.transaction():
             for name, rows in (
                 ("case_type_definitions", definitions),
@@ -139,7 +159,7 @@ class Runner:
                 ("form_definitions", form_definition_rows(self.metadata)),
             ):
                 writer.execute(sql.SQL("DELETE FROM {}.{}").format(sql.Identifier(self.names.raw_schema), sql.Identifier(name)))
-                upsert_rows(writer, self.names.raw_schema, tables[name], rows, 0)
+                upsert_rows(writer, self.names.raw_schema, tables[name], produces[name], rows, 0)
         self.status.phases["discover"] = {
             "state": "done",
             "apps": len(self.metadata["apps"]),
@@ -160,11 +180,11 @@ class Runner:
             self.status.phases["load"][source.name] = {"state": "pending", "rows": 0}
         self.report(important=True)
         for index, source in enumerate(sources):
-            if source.loader not in LOADERS:
-                raise PipelineError(f"source {source.name!r}: unknown loader {source.loader!r}")
             loader = LOADERS[source.loader](client, self.names.domain, page_sizes[source.loader])
             entry = self.status.phases["load"][source.name]
             entry["state"] = "running"
+            self.status.within("Loading", index / len(sources), f"loading {source.name}")
+            self.report(important=True)
 
             def on_batch(p: SourceProgress, index: int = index, entry: dict = entry) -> None:
                 entry.update(rows=p.rows, fetched=p.fetched, total=p.total, mode=p.mode, seconds=round(p.seconds, 3),
@@ -175,7 +195,7 @@ class Runner:
 
             result = load_source(writer, self.names.raw_schema, source, loader, full=full, on_batch=on_batch)
             entry.update(state="done", rows=result.rows, fetched=result.fetched, total=result.total, mode=result.mode,
-                         deleted=result.deleted, seconds=round(result.seconds, 3), rate=None)
+                         deleted=result.deleted, replaced=result.replaced, seconds=round(result.seconds, 3), rate=None)
             self.status.within("Loading", (index + 1) / len(sources), f"loaded {source.name}: {result.rows:,} rows")
             self.report(important=True)
 
@@ -243,6 +263,7 @@ def materialize(settings: Settings, db: Database, request: RunRequest, extra_rep
     """
     registry = Registry.from_directory(settings.pipelines_dir)
     pipeline = registry.get(request.pipeline)
+    check_bindings(pipeline, registry.file_name(request.pipeline))
     cc = settings.require_commcare()
     names = TenantNames.for_domain(request.domain, settings.role_prefix)
     status = RunStatus(request.run_id or str(uuid.uuid4()), request.domain, pipeline.name, "full" if request.full else "incremental")
@@ -260,27 +281,25 @@ def materialize(settings: Settings, db: Database, request: RunRequest, extra_rep
         reporter = FanOut(ControlTableReporter(db, control), *extra_reporters)
         stack.callback(reporter.close)
         runner = Runner(settings, db, pipeline, names, status, reporter)
-        cancel_state = {"cancelled": False}
-        writer = stack.enter_context(runner.writer_connection())
-        ensure_raw_tables(writer, names.raw_schema, pipeline.raw_tables)  # owned by the writer, like all it loads
-        client = stack.enter_context(CommCareClient(cc, credential_from_settings(cc), request.domain))
+        cancellation = Cancellation()
         try:
-            with _stop_on_sigterm(cancel_state):
+            with cancellation.on_signals():
+                writer = stack.enter_context(runner.writer_connection())
+                ensure_raw_tables(writer, names.raw_schema, pipeline.raw_tables)  # owned by the writer, like all it loads
+                client = stack.enter_context(
+                    CommCareClient(cc, credential_from_settings(cc), request.domain, stop=cancellation.event)
+                )
                 runner.discover(client, writer)
                 runner.load(client, writer, request.full)
                 runner.transform()
-                if cancel_state["cancelled"]:
+                cancellation.publishing = True
+                if cancellation.requested:
                     raise RunCancelled()
                 runner.publish()
-        except (RunCancelled, KeyboardInterrupt):
-            status.fail("CANCELLED", "the run was cancelled; the published data is unchanged", phase="Cancelled")
-        except (LoaderError, TransformError, PipelineError, RunConflict) as exc:
-            status.fail(_error_code(exc), str(exc))
-        except psycopg.Error as exc:
-            status.fail("DATABASE_ERROR", f"PostgreSQL: {str(exc).strip().splitlines()[0]}")
-        except Exception as exc:  # the run must end with a status, whatever broke
-            log.exception("run %s failed", status.run_id)
-            status.fail("INTERNAL_ERROR", f"{type(exc).__name__}: {exc}")
+        except BaseException as exc:  # the run must end with a status, whatever broke
+            _record_failure(status, exc, cancellation.requested)
+            if not isinstance(exc, (Exception, RunCancelled, KeyboardInterrupt)):
+                raise
         if status.phase != "Succeeded":
             try:
                 with db.connect(autocommit=True) as cleanup:
@@ -289,3 +308,20 @@ def materialize(settings: Settings, db: Database, request: RunRequest, extra_rep
                 pass  # the next run drops it anyway
             reporter.report(status, important=True)
     return status
+
+
+def _record_failure(status: RunStatus, exc: BaseException, cancelled: bool) -> None:
+    if cancelled or isinstance(exc, (RunCancelled, KeyboardInterrupt)):
+        status.fail("CANCELLED", "the run was cancelled; the published data is unchanged", phase="Cancelled")
+    elif isinstance(exc, (LoaderError, TransformError, PipelineError)):
+        status.fail(_error_code(exc), str(exc))
+    elif isinstance(exc, psycopg.Error):
+        status.fail("DATABASE_ERROR", f"PostgreSQL: {first_line(exc)}")
+    else:
+        log.error("run %s failed", status.run_id, exc_info=exc)
+        status.fail("INTERNAL_ERROR", f"{type(exc).__name__}: {first_line(exc)}")
+
+
+def first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__

@@ -12,7 +12,7 @@ from data_explorer.simulator.runner import serve
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
-    parser.add_argument("--port", type=int, default=8765, help="port to listen on (default 8765)")
+    parser.add_argument("--port", type=_port, default=8765, help="port to listen on (default 8765)")
     parser.add_argument("--cases", type=_count, default=2000, help="cases in the first project space (default 2000)")
     parser.add_argument("--forms", type=_count, default=None, help="forms in the first project space (default: as many as cases)")
     parser.add_argument("--users", type=_positive, default=10, help="mobile workers per project space (default 10)")
@@ -70,8 +70,18 @@ def run_from_args(args: argparse.Namespace) -> int:
     return 0
 
 
+def _port(text: str) -> int:
+    value = _count(text)
+    if not 0 < value < 65536:
+        raise argparse.ArgumentTypeError("must be between 1 and 65535")
+    return value
+
+
 def _count(text: str) -> int:
-    value = int(text)
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
     if value < 0:
         raise argparse.ArgumentTypeError("must be 0 or more")
     return value

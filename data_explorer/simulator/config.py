@@ -22,6 +22,7 @@ FAULT_KINDS = (
     "truncated_json",  # 200 with the JSON body cut in half
     "missing_keys",  # 200 with JSON that lacks the keys a client needs
     "slow",  # the normal response, after FaultConfig.slow_delay seconds
+    "unstorable_text",  # 200 with \u0000 and a lone \ud800 in names: valid JSON, not storable in PostgreSQL
 )
 FAULT_SCOPES = ("all", "cases", "forms", "users", "apps", "identity")
 

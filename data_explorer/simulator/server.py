@@ -160,6 +160,8 @@ class SimulatorApp:
             return
         if fault == "truncated_json":
             response.body = response.body[: len(response.body) // 2]
+        if fault == "unstorable_text" and response.status == 200:
+            response.body = wire.with_unstorable_text(response.body)
         rt.record(route.endpoint, str(response.status))
         await send(send_, response)
 

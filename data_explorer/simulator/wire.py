@@ -68,3 +68,15 @@ def body_without_keys(endpoint: str) -> bytes:
     if endpoint in ("case", "form", "user", "app", "identity"):
         return b'{"domain": "unknown"}'
     return b'{"meta": {"limit": 20, "offset": 0}}'
+
+
+UNSTORABLE_KEYS = (b'"case_name": "', b'"first_name": "', b'"username": "', b'"name": "')
+
+
+def with_unstorable_text(body: bytes) -> bytes:
+    """The body with a NUL and an unpaired surrogate (both valid JSON escapes, neither storable in
+    PostgreSQL) at the start of every value of the first of ``UNSTORABLE_KEYS`` it contains."""
+    for key in UNSTORABLE_KEYS:
+        if key in body:
+            return body.replace(key, key + b"\\u0000\\ud800")
+    return body

@@ -23,6 +23,7 @@ import yaml
 _DBT_LOCK = threading.Lock()
 _PASSWORD_ENV = "DBT_ENV_SECRET_DATA_EXPLORER_PASSWORD"
 GENERATED_DIR = "generated"
+_KEPT = ("target", "logs")  # dbt's partial-parse state and logs survive between runs
 
 
 class TransformError(RuntimeError):
@@ -64,6 +65,11 @@ class DbtTarget:
     sslmode: str = "prefer"
 
 
+def _first_line(value: object) -> str:
+    text = str(value or "").strip()
+    return text.splitlines()[0] if text else "no message"
+
+
 def profile_yaml(target: DbtTarget, threads: int) -> str:
     """profiles.yml for one run. Pure; the password is referenced, never written."""
     output = {
@@ -90,15 +96,25 @@ def typed_view_model(view_name: str) -> str:
 
 
 def prepare_project(source: Path, work_dir: Path, view_names: list[str], target: DbtTarget, threads: int) -> Path:
-    """Copy the project into ``work_dir`` with the generated models and profile; return its path."""
+    """Copy the project into ``work_dir`` with the generated models and profile; return its path.
+
+    Everything but dbt's own state is replaced, so a model removed from the
+    project is not built from a stale copy."""
     project = work_dir / "project"
     project.mkdir(parents=True, exist_ok=True)
+    for item in project.iterdir():  # a fresh copy each run; only dbt's own state is kept
+        if item.name in _KEPT:
+            continue
+        if item.is_dir():
+            shutil.rmtree(item)
+        else:
+            item.unlink()
     for item in source.iterdir():
-        if item.name in ("target", "logs", "dbt_packages", GENERATED_DIR):
+        if item.name in _KEPT or item.name == "dbt_packages":
             continue
         dest = project / item.name
         if item.is_dir():
-            shutil.copytree(item, dest, dirs_exist_ok=True)
+            shutil.copytree(item, dest)
         else:
             shutil.copy2(item, dest)
     generated = project / "models" / GENERATED_DIR
@@ -172,10 +188,13 @@ def run_dbt(
                 else:
                     os.environ[key] = value
     result = TransformResult(finished, round(time.monotonic() - started, 3))
+    if outcome.exception is not None and not isinstance(outcome.exception, Exception):
+        raise outcome.exception  # a stop request (dbt catches BaseException) is not a dbt failure
+    log_file = project / "logs" / "dbt.log"
     if outcome.exception is not None:
-        raise TransformError(f"dbt could not run: {outcome.exception}", result)
+        raise TransformError(f"dbt could not run: {_first_line(outcome.exception)}; details in {log_file}", result)
     if not outcome.success or result.failed:
         first = result.failed[0] if result.failed else None
-        detail = f"model {first.name}: {first.message}" if first else "see the dbt log in the run's work directory"
-        raise TransformError(f"dbt failed ({detail})", result)
+        detail = f"model {first.name}: {_first_line(first.message)}" if first else "no model failed"
+        raise TransformError(f"dbt failed ({detail}); details in {log_file}", result)
     return result

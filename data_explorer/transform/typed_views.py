@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import re
+import unicodedata
 from typing import Any
 
 # Columns every typed view starts with; properties that would clash get a prefix.
@@ -23,11 +24,14 @@ QUESTION_TYPES = {
     "Date": "date", "DateTime": "timestamptz",
 }
 MAX_IDENTIFIER = 63
+DEFINITION_COLUMNS = ("case_type", "view_name", "apps", "modules")
+PROPERTY_COLUMNS = ("case_type", "property", "column_name", "data_type", "label", "question")
 
 
 def identifier(name: str, fallback: str) -> str:
     """A lower-case identifier of letters, digits and underscores; never empty, never digit-first."""
-    text = re.sub(r"[^a-z0-9]+", "_", name.lower()).strip("_")
+    ascii_name = unicodedata.normalize("NFKD", name).encode("ascii", "ignore").decode()  # "Präsenz" -> "Prasenz"
+    text = re.sub(r"[^a-z0-9]+", "_", ascii_name.lower()).strip("_")
     if not text:
         text = fallback
     if text[0].isdigit():

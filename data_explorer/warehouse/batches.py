@@ -17,7 +17,7 @@ from data_explorer.pipelines.registry import Table
 
 
 def dedupe_last(rows: Iterable[Sequence], key_positions: Sequence[int]) -> list[Sequence]:
-    """Keep the last row for each primary key, in first-seen order. Pure."""
+    """Keep the last row for each primary key, placed where its last version was. Pure."""
     latest: dict[tuple, Sequence] = {}
     for row in rows:
         key = tuple(row[i] for i in key_positions)
@@ -30,12 +30,13 @@ def _stage_name(table: Table) -> str:
     return f"_stage_{table.name}"
 
 
-def upsert_rows(conn: psycopg.Connection, raw_schema: str, table: Table, rows: Sequence[Sequence], generation: int) -> int:
-    """COPY rows (in the table's declared column order) and upsert them; return rows written."""
+def upsert_rows(
+    conn: psycopg.Connection, raw_schema: str, table: Table, names: Sequence[str], rows: Sequence[Sequence], generation: int
+) -> int:
+    """COPY rows whose values are in the order of ``names`` and upsert them; return rows written."""
     if not rows:
         return 0
     ident = sql.Identifier
-    names = table.column_names
     key_positions = [names.index(k) for k in table.primary_key]
     rows = dedupe_last(rows, key_positions)
     stage = ident(_stage_name(table))

@@ -39,7 +39,7 @@ class Database:
     def connect(self, *, autocommit: bool = False, **kwargs) -> psycopg.Connection:
         try:
             return psycopg.connect(self.dsn, autocommit=autocommit, **kwargs)
-        except psycopg.OperationalError as exc:
+        except (psycopg.OperationalError, psycopg.ProgrammingError) as exc:
             where = "the embedded PostgreSQL" if self.embedded else f"DATABASE_URL ({redact_dsn(self.dsn)})"
             reason = str(exc).strip().splitlines()[-1] if str(exc).strip() else type(exc).__name__
             raise DatabaseUnavailable(

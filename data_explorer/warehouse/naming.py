@@ -59,7 +59,7 @@ class TenantNames:
     @classmethod
     def for_domain(cls, domain: str, role_prefix: str) -> "TenantNames":
         schema = schema_for_domain(domain)
-        return cls(
+        names = cls(
             domain=domain,
             schema=schema,
             raw_schema=f"{schema}__raw",
@@ -68,3 +68,8 @@ class TenantNames:
             reader_role=f"{role_prefix}_{schema}_reader",
             writer_role=f"{role_prefix}_{schema}_writer",
         )
+        # PostgreSQL cuts longer names silently, which could merge the two roles.
+        for name in (names.build_schema, names.reader_role, names.writer_role):
+            if len(name.encode()) > 63:
+                raise InvalidDomain(f"{name!r} is longer than PostgreSQL's 63 bytes: use a shorter role prefix")
+        return names

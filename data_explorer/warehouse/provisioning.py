@@ -33,13 +33,21 @@ def provision_tenant(conn: psycopg.Connection, names: TenantNames, control_schem
     with conn.transaction():
         conn.execute("SELECT pg_advisory_xact_lock(%s)", (_ROLE_LOCK,))
         owner = conn.execute(
-            sql.SQL("SELECT domain FROM {}.tenants WHERE schema_name = %s").format(ident(control_schema)),
+            sql.SQL("SELECT domain, reader_role, writer_role FROM {}.tenants WHERE schema_name = %s").format(
+                ident(control_schema)
+            ),
             (names.schema,),
         ).fetchone()
         if owner and owner[0] != names.domain:
             raise TenantNameConflict(
                 f"Project space {names.domain!r} maps to schema {names.schema!r}, "
                 f"which project space {owner[0]!r} already uses. Tear that tenant down first."
+            )
+        if owner and (owner[1], owner[2]) != (names.reader_role, names.writer_role):
+            raise TenantNameConflict(
+                f"Project space {names.domain!r} was provisioned with roles {owner[1]!r} and {owner[2]!r}, "
+                f"but DATA_EXPLORER_ROLE_PREFIX now makes them {names.reader_role!r} and {names.writer_role!r}. "
+                "Set the prefix back, or tear the tenant down and materialize it again."
             )
         for role in (names.reader_role, names.writer_role):
             if not _role_exists(conn, role):

@@ -86,3 +86,17 @@ def test_retries_are_bounded(space_factory):
     assert status.phase == "Failed" and status.error["code"] == "RETRIES_EXHAUSTED"
     assert space.sim.stats()["requests"]["cases"] != {}
     assert sum(space.sim.stats()["requests"]["cases"].values()) == 4
+
+
+def test_characters_postgres_cannot_store_are_replaced_not_fatal(space, conn):
+    space.sim.set_faults({"rules": [{"kind": "unstorable_text", "rate": 1.0}]})
+    status = space.run()
+    assert status.phase == "Succeeded", status.error
+    for table, count in space.expected().items():
+        assert space.count(conn, table) == count
+    load = status.phases["load"]
+    assert load["cases"]["replaced"] > 0 and load["users"]["replaced"] > 0 and load["forms"]["replaced"] > 0
+    assert any("U+FFFD" in w for w in status.phases["discover"]["warnings"])
+    schema = space.names.schema
+    names = conn.execute(f'SELECT count(*) FROM "{schema}".cases WHERE case_name LIKE %s', ("\ufffd\ufffd%",)).fetchone()[0]
+    assert names == space.expected()["cases"]

@@ -75,16 +75,33 @@ def test_kill_leaves_the_published_run_and_the_next_run_completes(space_factory,
     assert leftovers == 0
 
 
-def test_sigterm_cancels_and_keeps_the_published_run(space_factory, conn):
+def _retrying_forms(phase, phases):
+    return phase == "Loading" and phases.get("load", {}).get("forms", {}).get("state") == "running"
+
+
+@pytest.mark.parametrize(
+    "point, faults",
+    [
+        (_loading_cases, {"rules": [{"kind": "slow", "rate": 1.0, "scope": "cases"}], "slow_delay": 0.3}),
+        (_retrying_forms, {"rules": [{"kind": "server_error", "rate": 1.0, "scope": "forms"}]}),
+        (_transforming, {}),
+    ],
+    ids=["during-load", "while-backing-off", "during-transform"],
+)
+def test_sigterm_cancels_promptly_and_keeps_the_published_run(space_factory, conn, point, faults):
     space = space_factory(cases=300)
     assert space.run().phase == "Succeeded"
     before = space.published(conn)
     space.sim.mutate(space.domain, update_cases=30)
-    space.sim.set_faults({"rules": [{"kind": "slow", "rate": 1.0, "scope": "cases"}], "slow_delay": 0.3})
-    proc = _spawn(space, COMMCARE_CASE_PAGE_SIZE=5)
-    run_id = _wait_for(conn, space.domain, _loading_cases, proc)
+    space.sim.set_faults(faults)
+    proc = _spawn(space, COMMCARE_CASE_PAGE_SIZE=5, COMMCARE_MAX_BACKOFF=60, COMMCARE_MAX_RETRIES=8)
+    run_id = _wait_for(conn, space.domain, point, proc)
+    if point is _retrying_forms:
+        time.sleep(1.5)  # into the backoff waits
+    signalled = time.monotonic()
     proc.send_signal(signal.SIGTERM)
     output, _ = proc.communicate(timeout=60)
+    assert time.monotonic() - signalled < 10, "the cancel waited for the work instead of stopping it"
     assert proc.returncode == 1, output
     assert "cancelled" in output
     phase, error = conn.execute("SELECT phase, error FROM data_explorer.runs WHERE run_id = %s", (run_id,)).fetchone()

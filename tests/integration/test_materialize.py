@@ -76,15 +76,35 @@ def test_nested_case_blocks_become_form_to_case_rows(space, conn):
     assert orphans == 0
 
 
+def _loaded(conn, space):
+    return dict(conn.execute(
+        sql.SQL("SELECT case_id, _loaded_at FROM {}.cases").format(sql.Identifier(space.names.raw_schema))
+    ).fetchall())
+
+
 def test_incremental_runs_load_exactly_what_changed(space, conn):
+    import httpx
+
     assert space.run().phase == "Succeeded"
-    space.sim.mutate(space.domain, update_cases=10)
+    before = _loaded(conn, space)
+    changed = space.sim.mutate(space.domain, update_cases=10)["updated_case_ids"]
     status = space.run()
     assert status.phase == "Succeeded", status.error
     assert status.phases["load"]["cases"]["rows"] == 10
     assert status.phases["load"]["cases"]["mode"] == "incremental"
     assert status.phases["load"]["forms"]["rows"] == 0
     assert space.count(conn, "cases") == space.expected()["cases"]
+    after = _loaded(conn, space)
+    assert {case_id for case_id in after if after[case_id] != before[case_id]} == set(changed)
+    for case_id in changed[:3]:  # and they carry the new values
+        served = httpx.get(
+            f"{space.sim.base_url}/a/{space.domain}/api/case/v2/{case_id}", headers={"Authorization": space.sim.api_key_header()}
+        ).json()
+        row = conn.execute(
+            sql.SQL("SELECT properties, indexed_on FROM {}.cases WHERE case_id = %s").format(sql.Identifier(space.names.raw_schema)),
+            (case_id,),
+        ).fetchone()
+        assert row[0] == served["properties"]
 
     touched = space.sim.mutate(space.domain, new_cases=7, new_forms=5)
     status = space.run()
@@ -176,3 +196,22 @@ def test_tenant_metadata_survives_teardown(space, conn):
     status = space.run()  # and the tenant comes back whole
     assert status.phase == "Succeeded" and status.phases["load"]["cases"]["mode"] == "full"
     assert space.count(conn, "cases") == space.expected()["cases"]
+
+
+def test_the_order_of_columns_in_the_pipeline_file_does_not_move_data(space, conn, tmp_path):
+    from pathlib import Path
+
+    import yaml
+
+    data = yaml.safe_load((Path(__file__).resolve().parents[2] / "pipelines" / "commcare_sync.yml").read_text())
+    for source in data["sources"]:
+        for table in source["tables"]:
+            table["columns"].reverse()
+    (tmp_path / "commcare_sync.yml").write_text(yaml.safe_dump(data, sort_keys=False))
+    assert space.run(DATA_EXPLORER_PIPELINES_DIR=tmp_path).phase == "Succeeded"
+    schema = sql.Identifier(space.names.schema)
+    misplaced = conn.execute(
+        sql.SQL("SELECT count(*) FROM {}.cases WHERE case_name LIKE 'HH-%%' OR external_id NOT LIKE '%%-%%'").format(schema)
+    ).fetchone()[0]
+    assert misplaced == 0
+    assert conn.execute(sql.SQL("SELECT count(*) FROM {}.cases WHERE external_id LIKE 'HH-%%'").format(schema)).fetchone()[0] > 0

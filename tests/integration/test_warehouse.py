@@ -10,6 +10,7 @@ import pytest
 from psycopg import sql
 
 from data_explorer.loaders.batch import Batch
+from data_explorer.loaders.commcare.users import USER_COLUMNS
 from data_explorer.pipelines.loading import load_source
 from data_explorer.pipelines.registry import Registry
 from data_explorer.warehouse.control_tables import ensure_control_tables
@@ -34,6 +35,8 @@ def tenant(conn, session_tag):
 
 class ListLoader:
     """A source that serves fixed pages of user records and remembers how it was asked."""
+
+    produces = {"users": USER_COLUMNS}
 
     def __init__(self, pages, fail_after=None):
         self.pages, self.fail_after, self.asked = pages, fail_after, []
@@ -92,6 +95,8 @@ def test_a_full_pass_removes_what_the_source_no_longer_has(db, conn, tenant):
 
 def test_repeats_within_a_batch_keep_the_last_version(db, conn, tenant):
     class Repeating:
+        produces = ListLoader.produces
+
         def batches(self, cursor):
             yield Batch({"users": [_user("a", "old"), _user("b"), _user("a", "new")]}, [], None, 3, None)
 

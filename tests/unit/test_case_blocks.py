@@ -23,7 +23,7 @@ TREE = {
     "array_cases": [{"case": {"@case_id": "a1", "update": {}}}, {"case": {"@case_id": "a2", "close": ""}}],
     "group": {"repeat_single": {"case": {"@case_id": "r1", "index": "", "update": {"x": "ü"}}}},
     "ext": {"case": {"@case_id": "e1", "index": {"host": {"@case_type": "patient", "@relationship": "extension", "#text": "p1"}}}},
-    "listed": {"case": [{"@case_id": "l1", "close": None}, {"@case_id": "l2", "update": {"y": "1"}}]},
+    "listed": {"case": [{"@case_id": "l1", "close": None}, "", {"@case_id": "l2", "update": {"y": "1"}}]},
     "meta": {"@xmlns": "http://openrosa.org/jr/xforms", "userID": "u1"},
 }
 
@@ -38,7 +38,7 @@ def test_every_block_is_found_in_document_order():
         ("form.group.repeat_single.case", "r1"),
         ("form.ext.case", "e1"),
         ("form.listed.case[0]", "l1"),
-        ("form.listed.case[1]", "l2"),
+        ("form.listed.case[2]", "l2"),
     ]
 
 

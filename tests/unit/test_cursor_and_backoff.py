@@ -49,3 +49,14 @@ def test_passes_resume_continue_or_restart():
     assert not incremental.full_pending and incremental.cursor == done.cursor and incremental.generation == 1
     refresh = start_pass(done, "cases", full=True)
     assert refresh.full_pending and refresh.cursor is None and refresh.generation == 2
+
+
+def test_unstorable_characters_are_replaced_and_counted():
+    import json
+
+    from data_explorer.warehouse.storable import storable, storable_rows
+
+    assert storable({"a\x00": ["x\ud800y", 1, None]}) == ({"a\ufffd": ["x\ufffdy", 1, None]}, 2)
+    rows, n = storable_rows([("id\x00", json.dumps({"p": "\x00"}), 5)], ["text", "jsonb", "integer"])
+    assert n == 2 and rows == [("id\ufffd", json.dumps({"p": "\ufffd"}, ensure_ascii=False), 5)]
+    assert storable_rows([("plain", "{}")], ["text", "jsonb"]) == ([("plain", "{}")], 0)

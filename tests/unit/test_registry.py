@@ -3,7 +3,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from data_explorer.pipelines.registry import PipelineError, Registry, load_pipeline
+from data_explorer.pipelines.registry import Pipeline, PipelineError, Registry, load_pipeline
 
 PIPELINES = Path(__file__).resolve().parents[2] / "pipelines"
 
@@ -63,3 +63,34 @@ def test_registry_collects_every_bad_file(tmp_path):
 def test_unknown_pipeline_names_the_available_ones():
     with pytest.raises(PipelineError, match="available: commcare_sync"):
         Registry.from_directory(PIPELINES).get("nope")
+
+
+@pytest.mark.parametrize(
+    "change, where, what",
+    [
+        (lambda d: d["sources"][0]["tables"][0]["columns"].pop(1), "sources[0].tables[0].columns (cases)", "missing case_type"),
+        (lambda d: d["sources"][2]["tables"][0]["columns"].append({"name": "age", "type": "text", "description": "x"}),
+         "sources[2].tables[0].columns (users)", "not produced by the loader: age"),
+        (lambda d: d["sources"][1].update(loader="commcare.formz"), "sources[1].loader", "unknown loader 'commcare.formz'"),
+        (lambda d: d["sources"][1]["tables"].pop(1), "sources[1].tables", "produces tables form_case_blocks, forms"),
+        (lambda d: d["discover"]["tables"][2]["columns"].pop(3), "discover.tables[2].columns (form_definitions)", "missing app_name"),
+    ],
+)
+def test_declared_tables_must_match_what_the_loaders_produce(tmp_path, change, where, what):
+    from data_explorer.pipelines.bindings import check_bindings
+
+    data = _pipeline()
+    change(data)
+    pipeline = load_pipeline(_write(tmp_path, data))
+    with pytest.raises(PipelineError) as err:
+        check_bindings(pipeline, "commcare_sync.yml")
+    assert f"commcare_sync.yml: {where}" in str(err.value) and what in str(err.value)
+
+
+def test_column_order_in_the_file_is_free():
+    from data_explorer.pipelines.bindings import check_bindings
+
+    data = _pipeline()
+    data["sources"][0]["tables"][0]["columns"].reverse()
+    pipeline = Pipeline.model_validate(data)
+    check_bindings(pipeline, "commcare_sync.yml")

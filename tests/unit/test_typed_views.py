@@ -10,7 +10,7 @@ APPS = [
     {
         "id": "app1", "name": "Santé", "version": 3,
         "modules": [
-            {"name": {"en": "Patients"}, "case_type": "patient", "case_properties": ["dob", "Weight-KG", "case_name", "x'; drop"],
+            {"name": {"en": "Patients"}, "case_type": "patient", "case_properties": ["dob", "Weight-KG", "case_name", "x'; drop", "Größe", "体重"],
              "forms": [{"xmlns": "http://x/reg", "name": {"en": "Register", "fr": "Inscrire"},
                         "questions": [{"label": "Date of birth", "value": "/data/dob", "type": "Date"},
                                       {"label": "Weight", "value": "/data/Weight-KG", "type": "Decimal"}]}]},
@@ -44,6 +44,8 @@ def test_view_and_column_names_are_derived_safely():
     assert columns[("patient", "Weight-KG")] == ("weight_kg", "numeric")
     assert columns[("patient", "case_name")][0] == "p_case_name"  # would clash with a base column
     assert columns[("patient", "x'; drop")][0] == "x_drop"
+    assert columns[("patient", "Größe")][0] == "groe"
+    assert columns[("patient", "体重")][0].startswith("property_")
     assert all(c[0] not in BASE_COLUMNS for c in columns.values())
     for view in views.values():
         assert "{{ case_type_view('%s') }}" % view in typed_view_model(view)
@@ -58,3 +60,24 @@ def test_comments_describe_views_from_the_apps():
     assert "read as date" in comments[("case_patient", "dob")]
     assert comments[("case_patient", None)].startswith("Cases of type patient")
     assert comments[("cases", "case_id")] == "Case id (primary key)."
+
+
+def test_the_work_copy_of_the_project_follows_the_source(tmp_path):
+    from data_explorer.transform.dbt import DbtTarget, prepare_project
+
+    source = tmp_path / "src"
+    (source / "models").mkdir(parents=True)
+    (source / "models" / "a.sql").write_text("select 1")
+    (source / "models" / "b.sql").write_text("select 2")
+    (source / "dbt_project.yml").write_text("name: x\n")
+    target = DbtTarget("h", "5432", "u", "secret-pw", "db", "s__build", "w")
+    project = prepare_project(source, tmp_path / "work", ["case_x"], target, threads=2)
+    (project / "target").mkdir()
+    (project / "target" / "partial_parse.msgpack").write_text("state")
+    (source / "models" / "b.sql").unlink()
+    project = prepare_project(source, tmp_path / "work", [], target, threads=2)
+    assert sorted(p.name for p in (project / "models").rglob("*.sql")) == ["a.sql"]
+    assert (project / "target" / "partial_parse.msgpack").read_text() == "state"
+    profile = (project / "profiles.yml").read_text()
+    assert "secret-pw" not in profile and "env_var" in profile
+    assert oct((project / "profiles.yml").stat().st_mode & 0o777) == "0o600"

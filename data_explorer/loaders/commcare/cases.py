@@ -9,7 +9,7 @@ from data_explorer.loaders.commcare.values import boolean, json_text, text
 from data_explorer.loaders.errors import MalformedResponse
 from data_explorer.loaders.timestamps import optional_timestamp, parse_timestamp
 
-COLUMNS = (
+CASE_COLUMNS = (
     "case_id", "case_type", "case_name", "external_id", "owner_id", "date_opened", "last_modified",
     "server_last_modified", "indexed_on", "closed", "date_closed", "properties", "indices",
 )

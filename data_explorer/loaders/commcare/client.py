@@ -13,6 +13,7 @@ import email.utils
 import json
 import logging
 import random
+import threading
 import time
 from typing import Any, Callable
 from urllib.parse import urljoin, urlsplit
@@ -23,6 +24,7 @@ from data_explorer.config import CommCareSettings
 from data_explorer.loaders.commcare.credentials import Credential
 from data_explorer.loaders.errors import (
     AuthError,
+    Cancelled,
     MalformedResponse,
     RequestRejected,
     RetriesExhausted,
@@ -70,14 +72,14 @@ class CommCareClient:
         credential: Credential,
         domain: str,
         *,
-        sleep: Callable[[float], None] = time.sleep,
+        stop: threading.Event | None = None,
         on_retry: Callable[[str, float], None] | None = None,
     ):
         self.settings = settings
         self.credential = credential
         self.domain = domain
         self._origin = urlsplit(settings.base_url)[:2]
-        self._sleep = sleep
+        self._stop = stop or threading.Event()
         self._on_retry = on_retry
         self._rng = random.Random()
         self.requests = 0
@@ -113,6 +115,8 @@ class CommCareClient:
         target = self.resolve(url)
         attempt = 0
         while True:
+            if self._stop.is_set():
+                raise Cancelled(f"{what}: stopped on request")
             try:
                 return self._get_once(target, params, what)
             except TransientError as exc:
@@ -126,7 +130,8 @@ class CommCareClient:
                 log.info("%s: %s; retrying in %.2fs", what, exc, delay)
                 if self._on_retry:
                     self._on_retry(str(exc), delay)
-                self._sleep(delay)
+                if self._stop.wait(delay):  # a stop request cuts the wait short
+                    raise Cancelled(f"{what}: stopped on request") from None
                 attempt += 1
 
     def _get_once(self, url: str, params: dict[str, Any] | None, what: str) -> dict[str, Any]:

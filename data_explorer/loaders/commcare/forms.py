@@ -72,9 +72,12 @@ def find_case_blocks(tree: Any, path: str = "form", depth: int = 0) -> Iterator[
             child = f"{path}.{key}"
             if key == "case" and _is_block(value):
                 yield child, value
-            elif key == "case" and isinstance(value, list) and value and all(_is_block(v) for v in value):
-                for i, block in enumerate(value):
-                    yield f"{child}[{i}]", block
+            elif key == "case" and isinstance(value, list):
+                for i, item in enumerate(value):  # a repeat of blocks; empty entries ("") carry none
+                    if _is_block(item):
+                        yield f"{child}[{i}]", item
+                    elif isinstance(item, (dict, list)):
+                        yield from find_case_blocks(item, f"{child}[{i}]", depth + 1)
             elif isinstance(value, (dict, list)):
                 yield from find_case_blocks(value, child, depth + 1)
     elif isinstance(tree, list):

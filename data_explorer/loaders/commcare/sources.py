@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any, Iterator
 
 from data_explorer.loaders.batch import Batch
+from data_explorer.loaders.commcare import cases, forms, users
 from data_explorer.loaders.commcare.cases import case_key, case_row
 from data_explorer.loaders.commcare.client import CommCareClient
 from data_explorer.loaders.commcare.forms import block_rows, form_id_of, form_row
@@ -20,6 +21,8 @@ class _Source:
 
 
 class CasesSource(_Source):
+    produces = {"cases": cases.CASE_COLUMNS}
+
     def batches(self, cursor_state: dict[str, Any] | None) -> Iterator[Batch]:
         cursor = IndexedOnCursor(cursor_state)
         for page in case_pages(self.client, self.domain, limit=self.page_size, since=cursor.instant):
@@ -28,6 +31,8 @@ class CasesSource(_Source):
 
 
 class FormsSource(_Source):
+    produces = {"forms": forms.FORM_COLUMNS, "form_case_blocks": forms.BLOCK_COLUMNS}
+
     def batches(self, cursor_state: dict[str, Any] | None) -> Iterator[Batch]:
         cursor = IndexedOnCursor(cursor_state)
         for page in form_pages(self.client, self.domain, limit=self.page_size, since=cursor.instant):
@@ -43,6 +48,8 @@ class FormsSource(_Source):
 
 
 class UsersSource(_Source):
+    produces = {"users": users.USER_COLUMNS}
+
     def batches(self, cursor_state: dict[str, Any] | None) -> Iterator[Batch]:
         path = f"/a/{self.domain}/api/v0.5/user/"
         for page in offset_pages(self.client, path, limit=self.page_size, what="User API"):
@@ -50,3 +57,4 @@ class UsersSource(_Source):
 
 
 LOADERS = {"commcare.cases": CasesSource, "commcare.forms": FormsSource, "commcare.users": UsersSource}
+

@@ -7,7 +7,7 @@ from typing import Any
 from data_explorer.loaders.commcare.values import json_text, text
 from data_explorer.loaders.errors import MalformedResponse
 
-COLUMNS = (
+USER_COLUMNS = (
     "user_id", "username", "first_name", "last_name", "email", "default_phone_number",
     "phone_numbers", "groups", "primary_location", "locations", "user_data",
 )
