@@ -139,3 +139,10 @@ def test_teardown_drops_schemas_and_roles(conn, session_tag):
     assert conn.execute("SELECT count(*) FROM pg_roles WHERE rolname = ANY(%s)", ([names.reader_role, names.writer_role],)).fetchone() == (0,)
     assert conn.execute("SELECT count(*) FROM pg_namespace WHERE nspname LIKE %s", (f"{names.schema}%",)).fetchone() == (0,)
     assert not teardown_tenant(conn, names, CONTROL)
+
+
+def test_a_changed_role_prefix_is_refused_with_what_to_do(conn, tenant, session_tag):
+    other = TenantNames.for_domain(tenant.domain, session_tag[:-1] + "z")
+    with pytest.raises(TenantNameConflict, match="DATA_EXPLORER_ROLE_PREFIX"):
+        provision_tenant(conn, other, CONTROL)
+    assert conn.execute("SELECT count(*) FROM pg_roles WHERE rolname = %s", (other.reader_role,)).fetchone() == (0,)
