@@ -107,6 +107,7 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("COMMCARE_USERNAME", str, "CommCare user (web user e-mail) the API key belongs to."),
     Setting("COMMCARE_API_KEY", str, "CommCare API key of COMMCARE_USERNAME.", secret=True),
     Setting("COMMCARE_OAUTH_TOKEN", str, "CommCare OAuth access token, instead of an API key.", secret=True),
+    Setting("DATA_EXPLORER_SECRET_KEY", str, "Fernet key that encrypts stored secrets; without it one is generated in the data directory (secret.key, mode 0600).", secret=True),
     Setting("DATA_EXPLORER_CONTROL_SCHEMA", _identifier, "Schema of the control tables (runs, tenants, metadata).", "data_explorer"),
     Setting("DATA_EXPLORER_ROLE_PREFIX", _role_prefix, "Prefix of the per-tenant PostgreSQL roles.", "de"),
     Setting("DATA_EXPLORER_PIPELINES_DIR", _directory, "Directory of pipeline definitions (*.yml).", _CHECKOUT / "pipelines"),

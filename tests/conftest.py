@@ -106,3 +106,12 @@ def conn(db):
         yield connection
 
 
+
+
+@pytest.fixture
+def box():
+    from cryptography.fernet import Fernet
+
+    from data_explorer.warehouse.secrets import SecretBox
+
+    return SecretBox(Fernet.generate_key())

@@ -42,7 +42,8 @@ from data_explorer.warehouse.naming import TenantNames
 from data_explorer.warehouse.provisioning import provision_tenant
 from data_explorer.warehouse.publish import drop_build_schema, publish, reset_build_schema
 from data_explorer.warehouse.raw_tables import ensure_raw_tables
-from data_explorer.warehouse.runs import fail_abandoned_runs, insert_run, save_run
+from data_explorer.warehouse.secrets import SecretBox
+from data_explorer.warehouse.runs import ActiveRunExists, claim_run, fail_abandoned_runs, insert_run, save_run
 from data_explorer.warehouse.storable import storable
 
 log = logging.getLogger(__name__)
@@ -273,11 +274,16 @@ def materialize(settings: Settings, db: Database, request: RunRequest, extra_rep
         ensure_control_tables(admin, control)
         stack.enter_context(_tenant_lock(db, request.domain))
         fail_abandoned_runs(admin, control, request.domain, keep=status.run_id)
-        provision_tenant(admin, names, control)
+        provision_tenant(admin, names, control, SecretBox.from_settings(settings))
         if request.run_id:
+            if claim_run(admin, control, request.run_id) is None:
+                raise RunConflict(f"run {request.run_id} does not exist")
             save_run(admin, control, status)
         else:
-            insert_run(admin, control, status)
+            try:
+                insert_run(admin, control, status)
+            except ActiveRunExists as exc:
+                raise RunConflict(str(exc)) from None
         reporter = FanOut(ControlTableReporter(db, control), *extra_reporters)
         stack.callback(reporter.close)
         runner = Runner(settings, db, pipeline, names, status, reporter)

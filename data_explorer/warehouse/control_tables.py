@@ -1,4 +1,4 @@
-"""The control schema: tenants, their metadata, and runs.
+"""The control schema: tenants, their metadata, runs, run credentials and the audit log.
 
 These tables live apart from every tenant schema so that tenant metadata and
 run history survive a teardown. They are created idempotently under an
@@ -56,6 +56,49 @@ _DDL = [
     )
     """,
     "CREATE INDEX IF NOT EXISTS runs_domain_created ON {s}.runs (domain, created_at DESC)",
+    # One unfinished run per tenant, enforced by the database across processes.
+    "CREATE UNIQUE INDEX IF NOT EXISTS runs_one_active_per_domain ON {s}.runs (domain)"
+    " WHERE phase IN ('Pending', 'Discovering', 'Loading', 'Transforming')",
+    "ALTER TABLE {s}.tenants ADD COLUMN IF NOT EXISTS reader_secret text",
+    "ALTER TABLE {s}.tenants ADD COLUMN IF NOT EXISTS last_used_at timestamptz",
+    """
+    CREATE TABLE IF NOT EXISTS {s}.run_credentials (
+        run_id        uuid PRIMARY KEY REFERENCES {s}.runs ON DELETE CASCADE,
+        kind          text NOT NULL CHECK (kind IN ('api_key', 'oauth')),
+        username      text,
+        secret        text NOT NULL,
+        refresh_secret text,
+        expires_at    timestamptz,
+        updated_at    timestamptz NOT NULL DEFAULT now()
+    )
+    """,
+    """
+    CREATE TABLE IF NOT EXISTS {s}.audit_log (
+        id          bigserial PRIMARY KEY,
+        at          timestamptz NOT NULL DEFAULT now(),
+        principal   text NOT NULL,
+        tenant      text,
+        tool        text NOT NULL,
+        arguments   jsonb NOT NULL,
+        status      text NOT NULL CHECK (status IN ('ok', 'error')),
+        error_code  text,
+        rows        integer,
+        truncated   boolean,
+        duration_ms integer NOT NULL,
+        transport   text
+    )
+    """,
+    """
+    CREATE OR REPLACE FUNCTION {s}.audit_log_append_only() RETURNS trigger LANGUAGE plpgsql AS $fn$
+    BEGIN
+        RAISE EXCEPTION 'audit_log is append-only: % is not allowed', TG_OP USING ERRCODE = 'insufficient_privilege';
+    END
+    $fn$
+    """,
+    "CREATE OR REPLACE TRIGGER audit_log_no_change BEFORE UPDATE OR DELETE ON {s}.audit_log"
+    " FOR EACH ROW EXECUTE FUNCTION {s}.audit_log_append_only()",
+    "CREATE OR REPLACE TRIGGER audit_log_no_truncate BEFORE TRUNCATE ON {s}.audit_log"
+    " FOR EACH STATEMENT EXECUTE FUNCTION {s}.audit_log_append_only()",
 ]
 
 

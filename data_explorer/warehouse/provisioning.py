@@ -7,10 +7,15 @@ domain is ever formatted into SQL text.
 
 from __future__ import annotations
 
+import secrets
+
 import psycopg
 from psycopg import sql
 
 from data_explorer.warehouse.naming import TenantNames
+from data_explorer.warehouse.secrets import SecretBox
+
+READER_CONNECTION_LIMIT = 20  # per tenant: a burst of agent queries cannot exhaust the server
 
 _ROLE_LOCK = 0x6465_0002  # roles are cluster-wide: serialise their creation
 
@@ -27,8 +32,19 @@ def _schema_exists(conn: psycopg.Connection, schema: str) -> bool:
     return conn.execute("SELECT 1 FROM pg_namespace WHERE nspname = %s", (schema,)).fetchone() is not None
 
 
-def provision_tenant(conn: psycopg.Connection, names: TenantNames, control_schema: str) -> None:
-    """Create the tenant's roles and private schema and register it; idempotent."""
+def _reader_password(conn: psycopg.Connection, names: TenantNames, box: SecretBox) -> tuple[sql.Composable, str]:
+    """A new password for the reader login, hashed by libpq so the plain text never reaches the server."""
+    password = secrets.token_urlsafe(32)
+    hashed = conn.pgconn.encrypt_password(password.encode(), names.reader_role.encode(), b"scram-sha-256")
+    return sql.Literal(hashed.decode()), box.encrypt(password)
+
+
+def provision_tenant(conn: psycopg.Connection, names: TenantNames, control_schema: str, box: SecretBox) -> None:
+    """Create the tenant's roles and private schema and register it; idempotent.
+
+    The reader is a LOGIN role of its own, a member of nothing: queries run in
+    sessions logged in as it, which therefore cannot become any other role.
+    Its password is kept encrypted in the control schema."""
     ident = sql.Identifier
     with conn.transaction():
         conn.execute("SELECT pg_advisory_xact_lock(%s)", (_ROLE_LOCK,))
@@ -49,9 +65,20 @@ def provision_tenant(conn: psycopg.Connection, names: TenantNames, control_schem
                 f"but DATA_EXPLORER_ROLE_PREFIX now makes them {names.reader_role!r} and {names.writer_role!r}. "
                 "Set the prefix back, or tear the tenant down and materialize it again."
             )
-        for role in (names.reader_role, names.writer_role):
-            if not _role_exists(conn, role):
-                conn.execute(sql.SQL("CREATE ROLE {} NOLOGIN").format(ident(role)))
+        if not _role_exists(conn, names.writer_role):
+            conn.execute(sql.SQL("CREATE ROLE {} NOLOGIN").format(ident(names.writer_role)))
+        stored = conn.execute(
+            sql.SQL("SELECT reader_secret FROM {}.tenants WHERE domain = %s").format(ident(control_schema)), (names.domain,)
+        ).fetchone()
+        reader_secret = stored[0] if stored else None
+        if not _role_exists(conn, names.reader_role) or reader_secret is None:
+            hashed, reader_secret = _reader_password(conn, names, box)
+            verb = "ALTER" if _role_exists(conn, names.reader_role) else "CREATE"
+            conn.execute(
+                sql.SQL("{} ROLE {} LOGIN NOINHERIT CONNECTION LIMIT {} PASSWORD {}").format(
+                    sql.SQL(verb), ident(names.reader_role), sql.Literal(READER_CONNECTION_LIMIT), hashed
+                )
+            )
         # The login role acts as the writer while loading and must be able to
         # rename the writer's schemas when publishing.
         conn.execute(sql.SQL("GRANT {} TO CURRENT_USER").format(ident(names.writer_role)))
@@ -62,13 +89,13 @@ def provision_tenant(conn: psycopg.Connection, names: TenantNames, control_schem
         )
         conn.execute(
             sql.SQL(
-                "INSERT INTO {}.tenants (domain, schema_name, reader_role, writer_role, phase) "
-                "VALUES (%s, %s, %s, %s, 'Active') "
-                "ON CONFLICT (domain) DO UPDATE SET updated_at = now(), "
+                "INSERT INTO {}.tenants (domain, schema_name, reader_role, writer_role, phase, reader_secret) "
+                "VALUES (%s, %s, %s, %s, 'Active', %s) "
+                "ON CONFLICT (domain) DO UPDATE SET updated_at = now(), reader_secret = EXCLUDED.reader_secret, "
                 "phase = CASE WHEN tenants.phase IN ('Pending', 'Provisioning', 'Expired') "
                 "THEN 'Active' ELSE tenants.phase END"
             ).format(ident(control_schema)),
-            (names.domain, names.schema, names.reader_role, names.writer_role),
+            (names.domain, names.schema, names.reader_role, names.writer_role, reader_secret),
         )
 
 

@@ -13,15 +13,53 @@ from psycopg.types.json import Jsonb
 from data_explorer.pipelines.status import TERMINAL, RunStatus
 
 
-def insert_run(conn: psycopg.Connection, schema: str, status: RunStatus) -> None:
-    conn.execute(
-        sql.SQL(
-            "INSERT INTO {}.runs (run_id, domain, pipeline, mode, phase, phases, progress, pid)"
-            " VALUES (%s, %s, %s, %s, %s, %s, %s, %s)"
-        ).format(sql.Identifier(schema)),
-        (status.run_id, status.domain, status.pipeline, status.mode, status.phase,
-         Jsonb(status.phases), Jsonb(status.progress), os.getpid()),
-    )
+PENDING_GRACE = "2 minutes"  # a run created by the gateway may wait this long for its runner to start
+
+
+class ActiveRunExists(RuntimeError):
+    def __init__(self, domain: str, run_id: str | None):
+        super().__init__(
+            f"a run for project space {domain!r} is already in progress"
+            + (f" (run {run_id})" if run_id else "")
+            + "; wait for it or cancel it"
+        )
+        self.run_id = run_id
+
+
+def active_run(conn: psycopg.Connection, schema: str, domain: str) -> str | None:
+    row = conn.execute(
+        sql.SQL("SELECT run_id FROM {}.runs WHERE domain = %s AND phase <> ALL(%s)").format(sql.Identifier(schema)),
+        (domain, list(TERMINAL)),
+    ).fetchone()
+    return str(row[0]) if row else None
+
+
+def insert_run(conn: psycopg.Connection, schema: str, status: RunStatus, pid: int | None = None) -> None:
+    """Record a new run; ActiveRunExists when the tenant already has an unfinished one."""
+    try:
+        with conn.transaction():
+            conn.execute(
+                sql.SQL(
+                    "INSERT INTO {}.runs (run_id, domain, pipeline, mode, phase, phases, progress, pid)"
+                    " VALUES (%s, %s, %s, %s, %s, %s, %s, %s)"
+                ).format(sql.Identifier(schema)),
+                (status.run_id, status.domain, status.pipeline, status.mode, status.phase,
+                 Jsonb(status.phases), Jsonb(status.progress), pid if pid is not None else os.getpid()),
+            )
+    except psycopg.errors.UniqueViolation:
+        raise ActiveRunExists(status.domain, active_run(conn, schema, status.domain)) from None
+
+
+def claim_run(conn: psycopg.Connection, schema: str, run_id: str) -> dict[str, Any] | None:
+    """The runner child takes over a run the gateway created: its pid goes on the row."""
+    with conn.cursor(row_factory=dict_row) as cur:
+        cur.execute(
+            sql.SQL("UPDATE {}.runs SET pid = %s, updated_at = now() WHERE run_id = %s RETURNING *").format(
+                sql.Identifier(schema)
+            ),
+            (os.getpid(), run_id),
+        )
+        return cur.fetchone()
 
 
 def save_run(conn: psycopg.Connection, schema: str, status: RunStatus) -> None:
@@ -50,7 +88,8 @@ def fail_abandoned_runs(conn: psycopg.Connection, schema: str, domain: str, keep
         sql.SQL(
             "UPDATE {}.runs SET phase = 'Failed', error = %s, completed_at = now(), updated_at = now()"
             " WHERE domain = %s AND phase <> ALL(%s) AND run_id <> %s"
+            " AND (phase <> 'Pending' OR created_at < now() - %s::interval)"
         ).format(sql.Identifier(schema)),
-        (Jsonb(error), domain, list(TERMINAL), keep),
+        (Jsonb(error), domain, list(TERMINAL), keep, PENDING_GRACE),
     )
     return cur.rowcount

@@ -24,10 +24,10 @@ CONTROL = "data_explorer"
 
 
 @pytest.fixture
-def tenant(conn, session_tag):
+def tenant(conn, session_tag, box):
     ensure_control_tables(conn, CONTROL)
     names = TenantNames.for_domain(f"w-{secrets.token_hex(3)}", session_tag)
-    provision_tenant(conn, names, CONTROL)
+    provision_tenant(conn, names, CONTROL, box)
     ensure_raw_tables(conn, names.raw_schema, PIPELINE.raw_tables)
     yield names
     teardown_tenant(conn, names, CONTROL)
@@ -59,14 +59,14 @@ def _users(conn, names):
     return dict(conn.execute(sql.SQL("SELECT user_id, username FROM {}.users").format(sql.Identifier(names.raw_schema))).fetchall())
 
 
-def test_provisioning_is_idempotent_and_refuses_schema_clashes(conn, tenant, session_tag):
-    provision_tenant(conn, tenant, CONTROL)  # again: nothing changes
+def test_provisioning_is_idempotent_and_refuses_schema_clashes(conn, tenant, session_tag, box):
+    provision_tenant(conn, tenant, CONTROL, box)  # again: nothing changes
     roles = {r for (r,) in conn.execute("SELECT rolname FROM pg_roles WHERE rolname LIKE %s", (f"{session_tag}\\_{tenant.schema}%",))}
     assert roles == {tenant.reader_role, tenant.writer_role}
     clash = TenantNames.for_domain(tenant.domain.upper(), session_tag)  # a different domain, same schema
     assert clash.schema == tenant.schema
     with pytest.raises(TenantNameConflict, match="already uses"):
-        provision_tenant(conn, clash, CONTROL)
+        provision_tenant(conn, clash, CONTROL, box)
 
 
 def test_a_failed_load_keeps_every_committed_batch_and_resumes_after_it(db, conn, tenant):
@@ -131,18 +131,18 @@ def test_publish_swaps_atomically_and_grants_only_the_reader(conn, tenant):
             conn.execute(sql.SQL("SELECT * FROM {}.users").format(sql.Identifier(tenant.raw_schema)))
 
 
-def test_teardown_drops_schemas_and_roles(conn, session_tag):
+def test_teardown_drops_schemas_and_roles(conn, session_tag, box):
     ensure_control_tables(conn, CONTROL)
     names = TenantNames.for_domain(f"td-{secrets.token_hex(3)}", session_tag)
-    provision_tenant(conn, names, CONTROL)
+    provision_tenant(conn, names, CONTROL, box)
     assert teardown_tenant(conn, names, CONTROL)
     assert conn.execute("SELECT count(*) FROM pg_roles WHERE rolname = ANY(%s)", ([names.reader_role, names.writer_role],)).fetchone() == (0,)
     assert conn.execute("SELECT count(*) FROM pg_namespace WHERE nspname LIKE %s", (f"{names.schema}%",)).fetchone() == (0,)
     assert not teardown_tenant(conn, names, CONTROL)
 
 
-def test_a_changed_role_prefix_is_refused_with_what_to_do(conn, tenant, session_tag):
+def test_a_changed_role_prefix_is_refused_with_what_to_do(conn, tenant, session_tag, box):
     other = TenantNames.for_domain(tenant.domain, session_tag[:-1] + "z")
     with pytest.raises(TenantNameConflict, match="DATA_EXPLORER_ROLE_PREFIX"):
-        provision_tenant(conn, other, CONTROL)
+        provision_tenant(conn, other, CONTROL, box)
     assert conn.execute("SELECT count(*) FROM pg_roles WHERE rolname = %s", (other.reader_role,)).fetchone() == (0,)
