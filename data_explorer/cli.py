@@ -36,6 +36,29 @@ def cmd_materialize(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_serve(args: argparse.Namespace) -> int:
+    import anyio
+
+    from data_explorer.mcp_gateway.server import serve_http, serve_stdio
+    from data_explorer.warehouse.database import open_database
+
+    settings = load_settings()
+    settings.require_commcare()  # callers are verified against CommCare
+    with open_database(settings) as db:
+        if args.transport == "stdio":
+            anyio.run(serve_stdio, settings, db)
+        else:
+            print(f"MCP gateway (streamable HTTP) on http://{args.host}:{args.port}/mcp", file=sys.stderr, flush=True)
+            anyio.run(serve_http, settings, db, args.host, args.port)
+    return 0
+
+
+def cmd_runner(args: argparse.Namespace) -> int:
+    from data_explorer.pipelines.worker import run_worker
+
+    return run_worker(args.run_id)
+
+
 def cmd_demo(args: argparse.Namespace) -> int:
     from data_explorer.demo import run_demo
 
@@ -93,6 +116,30 @@ def build_parser() -> argparse.ArgumentParser:
     materialize.add_argument("--full", action="store_true", help="reload everything instead of only what changed")
     materialize.add_argument("--pipeline", default="commcare_sync", help="pipeline to run (default commcare_sync)")
     materialize.set_defaults(func=cmd_materialize)
+
+    serve = commands.add_parser(
+        "serve",
+        help="serve the MCP gateway over stdio or streamable HTTP",
+        description="Serve the MCP tools (list_tenants, run_materialization, list_tables, query, ...) to AI agents. "
+        "Over HTTP every request needs 'Authorization: Bearer <CommCare OAuth token>' or "
+        "'Authorization: ApiKey user:key', verified against COMMCARE_BASE_URL; over stdio the caller is the "
+        "CommCare user of COMMCARE_USERNAME/COMMCARE_API_KEY (or COMMCARE_OAUTH_TOKEN).",
+        epilog=settings_help(),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    serve.add_argument("--transport", choices=("stdio", "http"), default="stdio", help="stdio (default) or http")
+    serve.add_argument("--host", default="127.0.0.1", help="address to listen on with http (default 127.0.0.1)")
+    serve.add_argument("--port", type=_at_least(1), default=8000, help="port to listen on with http (default 8000)")
+    serve.set_defaults(func=cmd_serve)
+
+    runner = commands.add_parser(
+        "runner",
+        help="(internal) run one materialization that the gateway created",
+        description="Run the materialization with this id, created Pending by the gateway's control plane. "
+        "Reports progress to the run's row; exits 0 when it succeeded.",
+    )
+    runner.add_argument("--run-id", required=True, help="the run to carry out")
+    runner.set_defaults(func=cmd_runner)
 
     simulator = commands.add_parser(
         "simulator",

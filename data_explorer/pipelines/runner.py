@@ -23,7 +23,7 @@ from psycopg import sql
 from data_explorer.config import Settings
 from data_explorer.loaders.commcare.applications import build_metadata, fetch_applications, form_definition_rows
 from data_explorer.loaders.commcare.client import CommCareClient
-from data_explorer.loaders.commcare.credentials import credential_from_settings
+from data_explorer.loaders.commcare.credentials import Credential, credential_from_settings
 from data_explorer.loaders.commcare.sources import LOADERS
 from data_explorer.loaders.errors import LoaderError
 from data_explorer.pipelines.bindings import DISCOVER_LOADERS, check_bindings
@@ -40,6 +40,7 @@ from data_explorer.warehouse.database import Database
 from data_explorer.warehouse.metadata_store import save_metadata
 from data_explorer.warehouse.naming import TenantNames
 from data_explorer.warehouse.provisioning import provision_tenant
+from data_explorer.warehouse.catalog import relation_counts
 from data_explorer.warehouse.publish import drop_build_schema, publish, reset_build_schema
 from data_explorer.warehouse.raw_tables import ensure_raw_tables
 from data_explorer.warehouse.secrets import SecretBox
@@ -236,6 +237,7 @@ class Runner:
         comments = table_comments(self.pipeline, self.view_definitions, self.view_properties)
 
         def finish(conn: psycopg.Connection) -> None:
+            self.status.phases["publish"] = {"relations": relation_counts(conn, self.names.schema)}
             save_metadata(conn, self.control, self.names.domain, self.pipeline.provider, self.metadata, self.status.run_id)
             conn.execute(
                 sql.SQL(
@@ -256,7 +258,13 @@ def _error_code(exc: BaseException) -> str:
     return getattr(exc, "code", None) or "INTERNAL_ERROR"
 
 
-def materialize(settings: Settings, db: Database, request: RunRequest, extra_reporters: tuple[Reporter, ...] = ()) -> RunStatus:
+def materialize(
+    settings: Settings,
+    db: Database,
+    request: RunRequest,
+    extra_reporters: tuple[Reporter, ...] = (),
+    credential: Credential | None = None,
+) -> RunStatus:
     """Run one materialization to the end; return its final status (Succeeded, Failed or Cancelled).
 
     Raises RunConflict before starting when another run holds the tenant, and
@@ -277,7 +285,7 @@ def materialize(settings: Settings, db: Database, request: RunRequest, extra_rep
         provision_tenant(admin, names, control, SecretBox.from_settings(settings))
         if request.run_id:
             if claim_run(admin, control, request.run_id) is None:
-                raise RunConflict(f"run {request.run_id} does not exist")
+                raise RunConflict(f"run {request.run_id} is not waiting to start (unknown, cancelled or already started)")
             save_run(admin, control, status)
         else:
             try:
@@ -293,7 +301,7 @@ def materialize(settings: Settings, db: Database, request: RunRequest, extra_rep
                 writer = stack.enter_context(runner.writer_connection())
                 ensure_raw_tables(writer, names.raw_schema, pipeline.raw_tables)  # owned by the writer, like all it loads
                 client = stack.enter_context(
-                    CommCareClient(cc, credential_from_settings(cc), request.domain, stop=cancellation.event)
+                    CommCareClient(cc, credential or credential_from_settings(cc), request.domain, stop=cancellation.event)
                 )
                 runner.discover(client, writer)
                 runner.load(client, writer, request.full)

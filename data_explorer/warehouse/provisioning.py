@@ -12,6 +12,7 @@ import secrets
 import psycopg
 from psycopg import sql
 
+from data_explorer.warehouse.catalog import schema_exists
 from data_explorer.warehouse.naming import TenantNames
 from data_explorer.warehouse.secrets import SecretBox
 
@@ -27,9 +28,6 @@ class TenantNameConflict(RuntimeError):
 def _role_exists(conn: psycopg.Connection, role: str) -> bool:
     return conn.execute("SELECT 1 FROM pg_roles WHERE rolname = %s", (role,)).fetchone() is not None
 
-
-def _schema_exists(conn: psycopg.Connection, schema: str) -> bool:
-    return conn.execute("SELECT 1 FROM pg_namespace WHERE nspname = %s", (schema,)).fetchone() is not None
 
 
 def _reader_password(conn: psycopg.Connection, names: TenantNames, box: SecretBox) -> tuple[sql.Composable, str]:
@@ -106,7 +104,7 @@ def teardown_tenant(conn: psycopg.Connection, names: TenantNames, control_schema
     with conn.transaction():
         conn.execute("SELECT pg_advisory_xact_lock(%s)", (_ROLE_LOCK,))
         for schema in (names.schema, names.build_schema, names.old_schema, names.raw_schema):
-            if _schema_exists(conn, schema):
+            if schema_exists(conn, schema):
                 existed = True
                 conn.execute(sql.SQL("DROP SCHEMA {} CASCADE").format(ident(schema)))
         for role in (names.reader_role, names.writer_role):

@@ -13,13 +13,11 @@ from typing import Callable, Iterable
 import psycopg
 from psycopg import sql
 
+from data_explorer.warehouse.catalog import schema_exists
 from data_explorer.warehouse.naming import TenantNames
 
 LOCK_TIMEOUT = "60s"  # a long query on the old tables delays the swap, but not forever
 
-
-def _schema_exists(conn: psycopg.Connection, schema: str) -> bool:
-    return conn.execute("SELECT 1 FROM pg_namespace WHERE nspname = %s", (schema,)).fetchone() is not None
 
 
 def reset_build_schema(conn: psycopg.Connection, names: TenantNames) -> None:
@@ -91,7 +89,7 @@ def publish(
             sql.SQL("GRANT SELECT ON ALL TABLES IN SCHEMA {} TO {}").format(ident(names.build_schema), ident(names.reader_role))
         )
         conn.execute(sql.SQL("DROP SCHEMA IF EXISTS {} CASCADE").format(ident(names.old_schema)))
-        if _schema_exists(conn, names.schema):
+        if schema_exists(conn, names.schema):
             conn.execute(sql.SQL("ALTER SCHEMA {} RENAME TO {}").format(ident(names.schema), ident(names.old_schema)))
         conn.execute(sql.SQL("ALTER SCHEMA {} RENAME TO {}").format(ident(names.build_schema), ident(names.schema)))
         conn.execute(sql.SQL("DROP SCHEMA IF EXISTS {} CASCADE").format(ident(names.old_schema)))

@@ -51,15 +51,35 @@ def insert_run(conn: psycopg.Connection, schema: str, status: RunStatus, pid: in
 
 
 def claim_run(conn: psycopg.Connection, schema: str, run_id: str) -> dict[str, Any] | None:
-    """The runner child takes over a run the gateway created: its pid goes on the row."""
+    """The runner child takes over a run the gateway created and is still Pending (not cancelled
+    meanwhile): its pid goes on the row. None when there is no such pending run."""
     with conn.cursor(row_factory=dict_row) as cur:
         cur.execute(
-            sql.SQL("UPDATE {}.runs SET pid = %s, updated_at = now() WHERE run_id = %s RETURNING *").format(
-                sql.Identifier(schema)
-            ),
+            sql.SQL(
+                "UPDATE {}.runs SET pid = %s, updated_at = now() WHERE run_id = %s AND phase = 'Pending' RETURNING *"
+            ).format(sql.Identifier(schema)),
             (os.getpid(), run_id),
         )
         return cur.fetchone()
+
+
+def set_run_pid(conn: psycopg.Connection, schema: str, run_id: str, pid: int) -> None:
+    conn.execute(
+        sql.SQL("UPDATE {}.runs SET pid = %s, updated_at = now() WHERE run_id = %s").format(sql.Identifier(schema)),
+        (pid, run_id),
+    )
+
+
+def finish_run(conn: psycopg.Connection, schema: str, run_id: str, phase: str, code: str, message: str) -> bool:
+    """End an unfinished run from outside its runner (cancelled before it started, or killed). True if it was unfinished."""
+    cur = conn.execute(
+        sql.SQL(
+            "UPDATE {}.runs SET phase = %s, error = %s, completed_at = now(), updated_at = now()"
+            " WHERE run_id = %s AND phase <> ALL(%s)"
+        ).format(sql.Identifier(schema)),
+        (phase, Jsonb({"code": code, "message": message}), run_id, list(TERMINAL)),
+    )
+    return cur.rowcount == 1
 
 
 def save_run(conn: psycopg.Connection, schema: str, status: RunStatus) -> None:

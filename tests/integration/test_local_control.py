@@ -1,0 +1,80 @@
+"""The local control plane: a child process per run, one unfinished run per tenant, real cancel."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import time
+
+import pytest
+
+from data_explorer.control.base import Conflict
+from data_explorer.control.local import LocalControlPlane
+
+pytestmark = pytest.mark.slow
+
+
+def _until(plane, run_id, phases, timeout=120):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        run = asyncio.run(plane.get_run(run_id))
+        if run.phase in phases:
+            return run
+        time.sleep(0.2)
+    raise AssertionError(f"run never reached {phases}")
+
+
+def test_a_run_executes_in_a_child_process_and_reports_through_its_row(space, conn):
+    plane = LocalControlPlane(space.settings(), space.db)
+    run = asyncio.run(plane.start_run(space.domain, "commcare_sync", False))
+    assert run.phase == "Pending"
+    pid = conn.execute("SELECT pid FROM data_explorer.runs WHERE run_id = %s", (run.run_id,)).fetchone()[0]
+    assert pid and pid != os.getpid()
+    with pytest.raises(Conflict, match="already in progress"):
+        asyncio.run(plane.start_run(space.domain, "commcare_sync", False))
+    done = _until(plane, run.run_id, ("Succeeded", "Failed", "Cancelled"))
+    assert done.phase == "Succeeded", done.error
+    assert space.count(conn, "cases") == space.expected()["cases"]
+    log = (space.settings().home / "runs" / f"{run.run_id}.log").read_text()
+    assert "Succeeded" in log
+
+
+def test_cancel_terminates_the_process_group_and_keeps_published_data(space, conn):
+    plane = LocalControlPlane(space.settings(), space.db)
+    assert space.run().phase == "Succeeded"
+    before = space.published(conn)
+    space.sim.set_faults({"rules": [{"kind": "slow", "rate": 1.0, "scope": "cases"}], "slow_delay": 0.5})
+    run = asyncio.run(plane.start_run(space.domain, "commcare_sync", True))
+    _until(plane, run.run_id, ("Loading",))
+    pid = conn.execute("SELECT pid FROM data_explorer.runs WHERE run_id = %s", (run.run_id,)).fetchone()[0]
+    started = time.monotonic()
+    cancelled = asyncio.run(plane.cancel_run(run.run_id))
+    assert cancelled.phase == "Cancelled" and time.monotonic() - started < 15
+    with pytest.raises(ProcessLookupError):
+        os.kill(pid, 0)
+    assert space.published(conn) == before
+
+
+def test_a_runner_that_ignores_sigterm_is_killed_after_the_grace_period(space, conn):
+    plane = LocalControlPlane(space.settings(), space.db, cancel_grace=1.0)
+    space.sim.set_faults({"rules": [{"kind": "slow", "rate": 1.0, "scope": "apps"}], "slow_delay": 30})
+    run = asyncio.run(plane.start_run(space.domain, "commcare_sync", False))
+    pid = conn.execute("SELECT pid FROM data_explorer.runs WHERE run_id = %s", (run.run_id,)).fetchone()[0]
+    _until(plane, run.run_id, ("Discovering",))
+    os.kill(pid, 19)  # SIGSTOP: it can no longer handle SIGTERM
+    cancelled = asyncio.run(plane.cancel_run(run.run_id))
+    assert cancelled.phase == "Cancelled" and "killed" in cancelled.error["message"]
+    time.sleep(0.5)
+    with pytest.raises(ProcessLookupError):
+        os.kill(pid, 0)
+
+
+def test_cancelling_before_the_runner_starts(space, conn):
+    from data_explorer.pipelines.status import RunStatus
+    from data_explorer.warehouse.runs import insert_run
+
+    plane = LocalControlPlane(space.settings(), space.db)
+    status = RunStatus("11111111-1111-1111-1111-111111111111", space.domain, "commcare_sync", "incremental")
+    insert_run(conn, "data_explorer", status, pid=0)
+    cancelled = asyncio.run(plane.cancel_run(status.run_id))
+    assert cancelled.phase == "Cancelled"
