@@ -43,7 +43,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
     from data_explorer.warehouse.database import open_database
 
     settings = load_settings()
-    settings.require_commcare()  # callers are verified against CommCare
+    # callers are verified against CommCare; over HTTP they bring their own credential
+    settings.require_commcare(credential=args.transport == "stdio")
     with open_database(settings) as db:
         if args.transport == "stdio":
             anyio.run(serve_stdio, settings, db)
@@ -96,12 +97,14 @@ def build_parser() -> argparse.ArgumentParser:
 
     demo = commands.add_parser(
         "demo",
-        help="run the embedded demo end to end: simulator, PostgreSQL, discover, load, transform",
+        help="run the embedded demo end to end: simulator, PostgreSQL, discover, load, transform, MCP gateway",
         description="Start a CommCare simulator and PostgreSQL (embedded unless DATABASE_URL is set), "
-        "materialize the demo project space, and show what an agent can query.",
+        "materialize the demo project space, show what an agent can query, then serve the MCP gateway over HTTP.",
     )
     demo.add_argument("--cases", type=_at_least(8), default=2000, help="cases in the demo project space (default 2000)")
     demo.add_argument("--seed", type=int, default=7, help="seed of the synthetic data (default 7)")
+    demo.add_argument("--port", type=_at_least(1), default=8000, help="port of the MCP gateway it ends in (default 8000)")
+    demo.add_argument("--no-serve", action="store_true", help="stop after the queries instead of serving MCP")
     demo.set_defaults(func=cmd_demo)
 
     materialize = commands.add_parser(
@@ -167,6 +170,7 @@ def main(argv: list[str] | None = None) -> int:
     import psycopg
 
     from data_explorer.loaders.errors import LoaderError
+    from data_explorer.mcp_gateway.auth import AuthUnavailable
     from data_explorer.pipelines.registry import PipelineError
     from data_explorer.pipelines.runner import RunConflict, first_line
     from data_explorer.warehouse.database import DatabaseUnavailable
@@ -178,7 +182,7 @@ def main(argv: list[str] | None = None) -> int:
         return args.func(args)
     except (SettingsError, PipelineError, InvalidDomain) as exc:
         return _fail(str(exc), EXIT_USAGE)
-    except (DatabaseUnavailable, EmbeddedPostgresError, RunConflict, LoaderError, TenantNameConflict) as exc:
+    except (DatabaseUnavailable, EmbeddedPostgresError, RunConflict, LoaderError, TenantNameConflict, AuthUnavailable) as exc:
         return _fail(str(exc))
     except psycopg.Error as exc:
         return _fail(f"PostgreSQL refused: {first_line(exc)}")

@@ -59,6 +59,13 @@ def _role_prefix(value: str) -> str:
     return value
 
 
+def _non_negative_float(value: str) -> float:
+    number = float(value)
+    if not number >= 0 or number == float("inf"):
+        raise ValueError("must be a number of seconds, 0 or more")
+    return number
+
+
 def _positive_float(value: str) -> float:
     number = float(value)
     if number <= 0:
@@ -107,6 +114,9 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("COMMCARE_USERNAME", str, "CommCare user (web user e-mail) the API key belongs to."),
     Setting("COMMCARE_API_KEY", str, "CommCare API key of COMMCARE_USERNAME.", secret=True),
     Setting("COMMCARE_OAUTH_TOKEN", str, "CommCare OAuth access token, instead of an API key.", secret=True),
+    Setting("COMMCARE_OAUTH_REFRESH_TOKEN", str, "CommCare OAuth refresh token: long runs renew the access token with it (needs COMMCARE_OAUTH_CLIENT_ID).", secret=True),
+    Setting("COMMCARE_OAUTH_CLIENT_ID", str, "OAuth client id that CommCare issued the tokens to; used to refresh them."),
+    Setting("COMMCARE_OAUTH_CLIENT_SECRET", str, "OAuth client secret of COMMCARE_OAUTH_CLIENT_ID (none for a public client).", secret=True),
     Setting("DATA_EXPLORER_SECRET_KEY", str, "Fernet key that encrypts stored secrets; without it one is generated in the data directory (secret.key, mode 0600).", secret=True),
     Setting("DATA_EXPLORER_CONTROL_SCHEMA", _identifier, "Schema of the control tables (runs, tenants, metadata).", "data_explorer"),
     Setting("DATA_EXPLORER_ROLE_PREFIX", _role_prefix, "Prefix of the per-tenant PostgreSQL roles.", "de"),
@@ -118,6 +128,11 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("COMMCARE_HTTP_TIMEOUT", _positive_float, "Seconds before an API request times out.", 60.0),
     Setting("COMMCARE_MAX_RETRIES", _bounded(0, 50), "Retries of one request on 429, 5xx and connection errors.", 8),
     Setting("COMMCARE_MAX_BACKOFF", _positive_float, "Longest wait between retries, in seconds.", 300.0),
+    Setting("DATA_EXPLORER_QUERY_MAX_ROWS", _bounded(1, 10_000), "Rows the query tool returns at most, unless a call asks for fewer or more (up to 10,000).", 500),
+    Setting("DATA_EXPLORER_QUERY_MAX_BYTES", _bounded(1024, 64 * 1024 * 1024), "Bytes of result text the query tool returns at most.", 1024 * 1024),
+    Setting("DATA_EXPLORER_QUERY_TIMEOUT", _positive_float, "Seconds a query may run before PostgreSQL stops it.", 30.0),
+    Setting("DATA_EXPLORER_SCHEMA_TTL_HOURS", _non_negative_float, "Hours a tenant schema may stay unused before the gateway tears it down (0: never).", 24.0),
+    Setting("DATA_EXPLORER_AUTH_CACHE_SECONDS", _non_negative_float, "Seconds the gateway trusts a caller's verified CommCare identity before asking CommCare again (0: every request).", 60.0),
 )
 
 _BY_ENV = {s.env: s for s in SETTINGS}
@@ -135,6 +150,9 @@ class CommCareSettings:
     timeout: float
     max_retries: int
     max_backoff: float
+    oauth_refresh_token: str | None = field(default=None, repr=False)
+    oauth_client_id: str | None = None
+    oauth_client_secret: str | None = field(default=None, repr=False)
 
 
 @dataclass(frozen=True)
@@ -180,8 +198,12 @@ class Settings:
             sources[key] = "override"
         return Settings(values, sources)
 
-    def require_commcare(self) -> CommCareSettings:
-        """The CommCare part, or a SettingsError naming what is missing."""
+    def require_commcare(self, *, credential: bool = True) -> CommCareSettings:
+        """The CommCare part, or a SettingsError naming what is missing.
+
+        ``credential=False`` for processes that get their credential elsewhere (the HTTP gateway's
+        callers bring their own; a runner started by the gateway reads the caller's from the store).
+        """
         v = self.values
         if not v.get("COMMCARE_BASE_URL"):
             raise SettingsError(
@@ -189,12 +211,18 @@ class Settings:
                 "(e.g. https://www.commcarehq.org) in the environment or the config file."
             )
         has_key = bool(v.get("COMMCARE_API_KEY"))
-        if not has_key and not v.get("COMMCARE_OAUTH_TOKEN"):
+        has_oauth = bool(v.get("COMMCARE_OAUTH_TOKEN") or v.get("COMMCARE_OAUTH_REFRESH_TOKEN"))
+        if credential and not has_key and not has_oauth:
             raise SettingsError(
                 "No CommCare credential: set COMMCARE_USERNAME with COMMCARE_API_KEY, or COMMCARE_OAUTH_TOKEN."
             )
         if has_key and not v.get("COMMCARE_USERNAME"):
             raise SettingsError("COMMCARE_API_KEY is set but COMMCARE_USERNAME is not: set the user the key belongs to.")
+        if not has_key and v.get("COMMCARE_OAUTH_REFRESH_TOKEN") and not v.get("COMMCARE_OAUTH_CLIENT_ID"):
+            raise SettingsError(
+                "COMMCARE_OAUTH_REFRESH_TOKEN is set but COMMCARE_OAUTH_CLIENT_ID is not: "
+                "set the OAuth client the tokens were issued to."
+            )
         return CommCareSettings(
             base_url=v["COMMCARE_BASE_URL"],
             username=v.get("COMMCARE_USERNAME"),
@@ -206,6 +234,9 @@ class Settings:
             timeout=v["COMMCARE_HTTP_TIMEOUT"],
             max_retries=v["COMMCARE_MAX_RETRIES"],
             max_backoff=v["COMMCARE_MAX_BACKOFF"],
+            oauth_refresh_token=v.get("COMMCARE_OAUTH_REFRESH_TOKEN"),
+            oauth_client_id=v.get("COMMCARE_OAUTH_CLIENT_ID"),
+            oauth_client_secret=v.get("COMMCARE_OAUTH_CLIENT_SECRET"),
         )
 
 

@@ -74,8 +74,28 @@ def run_demo(args: argparse.Namespace) -> int:
                 "SELECT to_char(date_trunc('month', date_opened), 'YYYY-MM') AS month, count(*) AS cases,"
                 " count(*) FILTER (WHERE closed) AS closed FROM {}.cases GROUP BY 1 ORDER BY 1 LIMIT 6"
             ).format(schema))
-    print(
-        "\nDone. The data stays in the data directory; run `data-explorer materialize --domain demo` with "
-        "COMMCARE_BASE_URL, COMMCARE_USERNAME and COMMCARE_API_KEY set to load a real project space."
-    )
+            if args.no_serve:
+                print("\nDone. The data stays in the data directory.")
+                return 0
+            _serve(settings, db, args.port)
     return 0
+
+
+def _serve(settings, db: Database, port: int) -> None:
+    import anyio
+
+    from data_explorer.mcp_gateway.server import serve_http
+
+    url = f"http://127.0.0.1:{port}/mcp"
+    print(
+        f"\n4. The MCP gateway serves this data to agents at {url} (Ctrl-C stops it).\n"
+        f"   Every request needs a CommCare credential; for the demo user:\n"
+        f"     Authorization: Bearer ApiKey {DEMO_USER}:{DEMO_API_KEY}\n"
+        f"   MCP Inspector: npx @modelcontextprotocol/inspector, transport 'Streamable HTTP', URL {url},\n"
+        f"   and the header above. Desktop clients: see README.md, 'Connect an MCP client'.",
+        flush=True,
+    )
+    try:
+        anyio.run(serve_http, settings, db, "127.0.0.1", port)
+    except KeyboardInterrupt:
+        print("\nstopped")

@@ -15,7 +15,7 @@ import time
 import uuid
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
-from typing import Any, Iterator
+from typing import Any, Callable, Iterator
 
 import psycopg
 from psycopg import sql
@@ -174,7 +174,7 @@ class Runner:
         self.report(important=True)
 
     def load(self, client: CommCareClient, writer: psycopg.Connection, full: bool) -> None:
-        cc = self.settings.require_commcare()
+        cc = client.settings
         page_sizes = {"commcare.cases": cc.case_page_size, "commcare.forms": cc.form_page_size, "commcare.users": cc.user_page_size}
         self.status.enter("Loading", "loading")
         sources = self.pipeline.sources
@@ -264,6 +264,7 @@ def materialize(
     request: RunRequest,
     extra_reporters: tuple[Reporter, ...] = (),
     credential: Credential | None = None,
+    on_refresh: Callable[[Credential], None] | None = None,
 ) -> RunStatus:
     """Run one materialization to the end; return its final status (Succeeded, Failed or Cancelled).
 
@@ -273,7 +274,7 @@ def materialize(
     registry = Registry.from_directory(settings.pipelines_dir)
     pipeline = registry.get(request.pipeline)
     check_bindings(pipeline, registry.file_name(request.pipeline))
-    cc = settings.require_commcare()
+    cc = settings.require_commcare(credential=credential is None)
     names = TenantNames.for_domain(request.domain, settings.role_prefix)
     status = RunStatus(request.run_id or str(uuid.uuid4()), request.domain, pipeline.name, "full" if request.full else "incremental")
     control = settings.control_schema
@@ -301,7 +302,10 @@ def materialize(
                 writer = stack.enter_context(runner.writer_connection())
                 ensure_raw_tables(writer, names.raw_schema, pipeline.raw_tables)  # owned by the writer, like all it loads
                 client = stack.enter_context(
-                    CommCareClient(cc, credential or credential_from_settings(cc), request.domain, stop=cancellation.event)
+                    CommCareClient(
+                        cc, credential or credential_from_settings(cc), request.domain,
+                        stop=cancellation.event, on_refresh=on_refresh,
+                    )
                 )
                 runner.discover(client, writer)
                 runner.load(client, writer, request.full)

@@ -8,7 +8,14 @@ import uuid
 from data_explorer.config import load_settings
 from data_explorer.pipelines.runner import RunRequest, materialize
 from data_explorer.warehouse.database import open_database
+from data_explorer.warehouse.credentials import (
+    CredentialNotFound,
+    delete_run_credential,
+    load_run_credential,
+    store_run_credential,
+)
 from data_explorer.warehouse.runs import get_run
+from data_explorer.warehouse.secrets import SecretBox
 
 
 def run_worker(run_id: str) -> int:
@@ -25,6 +32,22 @@ def run_worker(run_id: str) -> int:
             print(f"data-explorer runner: no run {run_id}", file=sys.stderr)
             return 2
         request = RunRequest(row["domain"], row["pipeline"], row["mode"] == "full", run_id)
-        status = materialize(settings, db, request)
+        box = SecretBox.from_settings(settings)
+        with db.connect(autocommit=True) as conn:
+            try:
+                credential = load_run_credential(conn, settings.control_schema, run_id, box)
+            except CredentialNotFound:
+                credential = None  # started with the runner's own settings (the CLI, or stdio)
+
+        def keep_refreshed(renewed) -> None:
+            with db.connect(autocommit=True) as conn:
+                store_run_credential(conn, settings.control_schema, run_id, renewed, box)
+
+        try:
+            status = materialize(settings, db, request, credential=credential, on_refresh=keep_refreshed if credential else None)
+        finally:
+            if credential is not None:
+                with db.connect(autocommit=True) as conn:
+                    delete_run_credential(conn, settings.control_schema, run_id)  # no secret outlives its run
     print(f"run {run_id}: {status.phase}" + (f" ({status.error['code']}: {status.error['message']})" if status.error else ""))
     return 0 if status.phase == "Succeeded" else 1

@@ -17,6 +17,11 @@ from data_explorer.warehouse.naming import TenantNames
 from data_explorer.warehouse.secrets import SecretBox
 
 READER_CONNECTION_LIMIT = 20  # per tenant: a burst of agent queries cannot exhaust the server
+READER_DEFAULTS = (
+    ("default_transaction_read_only", "on"),
+    ("statement_timeout", "60s"),
+    ("idle_in_transaction_session_timeout", "60s"),
+)
 
 _ROLE_LOCK = 0x6465_0002  # roles are cluster-wide: serialise their creation
 
@@ -77,6 +82,9 @@ def provision_tenant(conn: psycopg.Connection, names: TenantNames, control_schem
                     sql.SQL(verb), ident(names.reader_role), sql.Literal(READER_CONNECTION_LIMIT), hashed
                 )
             )
+            # Defaults of every session the reader opens: a second line behind the query path's own settings.
+            for setting, value in READER_DEFAULTS:
+                conn.execute(sql.SQL("ALTER ROLE {} SET {} = {}").format(ident(names.reader_role), sql.Identifier(setting), sql.Literal(value)))
         # The login role acts as the writer while loading and must be able to
         # rename the writer's schemas when publishing.
         conn.execute(sql.SQL("GRANT {} TO CURRENT_USER").format(ident(names.writer_role)))

@@ -16,7 +16,7 @@ def test_demo_runs_end_to_end_on_the_embedded_database(tmp_path):
     env = {k: v for k, v in os.environ.items() if not k.startswith(("COMMCARE_", "DATABASE_URL", "DATA_EXPLORER_"))}
     env["DATA_EXPLORER_HOME"] = str(tmp_path / "home")
     result = subprocess.run(
-        [sys.executable, "-m", "data_explorer.cli", "demo", "--cases", "300"],
+        [sys.executable, "-m", "data_explorer.cli", "demo", "--cases", "300", "--no-serve"],
         env=env, capture_output=True, text=True, timeout=600,
     )
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]

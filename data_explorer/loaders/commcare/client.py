@@ -5,6 +5,11 @@ exponential backoff and jitter, up to a bound; fails at once on 401/403 with a
 message naming the credential and project space; treats anything that is not a
 JSON object as a malformed response. Follows only URLs on the configured
 origin, so a hostile ``next`` link cannot collect the credential.
+
+An ``OAuthCredential`` is refreshed shortly before its access token expires and
+once after a 401, and ``on_refresh`` receives the renewed credential (the
+runner stores it back, encrypted). A ``BearerCredential`` has no refresh token:
+a 401 once it has expired is a ``TokenExpired`` error saying so.
 """
 
 from __future__ import annotations
@@ -21,7 +26,14 @@ from urllib.parse import urljoin, urlsplit
 import httpx
 
 from data_explorer.config import CommCareSettings
-from data_explorer.loaders.commcare.credentials import Credential
+from data_explorer.loaders.commcare.credentials import (
+    ACCESS_TOKEN_LIFETIME,
+    BearerCredential,
+    Credential,
+    OAuthCredential,
+    TokenExpired,
+    refresh_oauth,
+)
 from data_explorer.loaders.errors import (
     AuthError,
     Cancelled,
@@ -34,6 +46,7 @@ from data_explorer.loaders.errors import (
 log = logging.getLogger(__name__)
 
 BACKOFF_BASE = 1.0  # seconds before the first retry when the server gives no hint
+REFRESH_MARGIN = 60.0  # refresh an OAuth access token this many seconds before it expires
 
 
 def parse_retry_after(value: str | None) -> float | None:
@@ -74,10 +87,18 @@ class CommCareClient:
         *,
         stop: threading.Event | None = None,
         on_retry: Callable[[str, float], None] | None = None,
+        on_refresh: Callable[[OAuthCredential], None] | None = None,
+        refresh_margin: float = REFRESH_MARGIN,
     ):
         self.settings = settings
-        self.credential = credential
+        self.credential: Credential = credential
         self.domain = domain
+        self._on_refresh = on_refresh
+        self._refresh_margin = refresh_margin
+        self._lifetime: float | None = None  # of the access token last issued to us, once known
+        self._credential_lock = threading.Lock()
+        self._worked = False  # a request with the current credential succeeded
+        self.refreshes = 0
         self._origin = urlsplit(settings.base_url)[:2]
         self._stop = stop or threading.Event()
         self._on_retry = on_retry
@@ -87,7 +108,7 @@ class CommCareClient:
         self._http = httpx.Client(
             timeout=httpx.Timeout(settings.timeout),
             follow_redirects=False,
-            headers={"Authorization": credential.header(), "Accept": "application/json"},
+            headers={"Accept": "application/json"},  # Authorization goes per request: it may be refreshed
         )
 
     def close(self) -> None:
@@ -134,27 +155,84 @@ class CommCareClient:
                     raise Cancelled(f"{what}: stopped on request") from None
                 attempt += 1
 
-    def _get_once(self, url: str, params: dict[str, Any] | None, what: str) -> dict[str, Any]:
+    def _get_once(self, url: str, params: dict[str, Any] | None, what: str, *, refreshed: bool = False) -> dict[str, Any]:
         self.requests += 1
+        authorization = self._authorization()
         try:
-            response = self._http.get(url, params=params)
+            response = self._http.get(url, params=params, headers={"Authorization": authorization})
         except httpx.TimeoutException:
             raise TransientError("request timed out") from None
         except httpx.TransportError as exc:
             raise TransientError(f"connection failed ({type(exc).__name__})") from None
         status = response.status_code
+        if status == 401 and not refreshed and isinstance(self.credential, OAuthCredential):
+            self._refresh_after_401(authorization)
+            return self._get_once(url, params, what, refreshed=True)
         if status in (401, 403):
-            raise AuthError(
-                f"CommCare refused {self.credential.describe()} for project space {self.domain!r} "
-                f"(HTTP {status} from {what}). Check the credential and that the user belongs to the project space."
-            )
+            raise self._auth_error(status, what, refreshed)
         if status == 429:
             raise TransientError("rate limited (HTTP 429)", parse_retry_after(response.headers.get("Retry-After")))
         if status >= 500:
             raise TransientError(f"server error (HTTP {status})")
         if status != 200:
             raise RequestRejected(f"{what}: CommCare answered HTTP {status}: {_snippet(response.content)}")
+        self._worked = True
         return self._decode(response, what)
+
+    # --- authentication ------------------------------------------------------------------------
+
+    def _authorization(self) -> str:
+        """The Authorization header for the next request, refreshing an OAuth token that is about to expire."""
+        with self._credential_lock:
+            credential = self.credential
+            if isinstance(credential, OAuthCredential):
+                margin = self._refresh_margin
+                if self._lifetime is not None:
+                    margin = min(margin, self._lifetime / 2)  # a short-lived token is not refreshed on every request
+                if credential.due(time.time(), margin):
+                    self._refresh(credential, "it expires soon" if credential.access_token else "no access token yet")
+            return self.credential.header()
+
+    def _refresh_after_401(self, used: str) -> None:
+        with self._credential_lock:
+            if self.credential.header() != used:
+                return  # another thread refreshed meanwhile
+            self._refresh(self.credential, "CommCare answered 401")
+
+    def _refresh(self, credential: OAuthCredential, why: str) -> None:
+        """Renew the access token (the lock is held). RefreshRefused or TransientError when it cannot be."""
+        log.info("refreshing %s: %s", credential.describe(), why)
+        renewed, lifetime = refresh_oauth(self._http, self.settings.base_url, credential)
+        self.credential, self._lifetime, self._worked = renewed, lifetime, False
+        self.refreshes += 1
+        if self._on_refresh is not None:
+            try:
+                self._on_refresh(renewed)
+            except Exception as exc:  # the run goes on with the renewed token in memory
+                log.warning("could not keep the refreshed OAuth token (%s); a resumed run may need a new sign-in",
+                            type(exc).__name__)
+
+    def _auth_error(self, status: int, what: str, refreshed: bool) -> AuthError:
+        credential = self.credential
+        refused = (
+            f"CommCare refused {credential.describe()} for project space {self.domain!r} (HTTP {status} from {what})."
+        )
+        if status == 401 and isinstance(credential, BearerCredential):
+            expired = self._worked or (credential.expires_at is not None and credential.expires_at <= time.time())
+            if expired:
+                return TokenExpired(
+                    f"{refused} The access token has expired (CommCare access tokens live "
+                    f"{ACCESS_TOKEN_LIFETIME // 60} minutes) and cannot be refreshed: no refresh token came with it. "
+                    "Start again with a fresh token, or use an API key or a refresh token for long runs."
+                )
+            return AuthError(
+                f"{refused} Check the token; if it has expired it cannot be refreshed, because no refresh token "
+                "came with it."
+            )
+        if refreshed:
+            return AuthError(f"{refused} It was refused even with a freshly refreshed access token; "
+                             "check that the user belongs to the project space.")
+        return AuthError(f"{refused} Check the credential and that the user belongs to the project space.")
 
     @staticmethod
     def _decode(response: httpx.Response, what: str) -> dict[str, Any]:

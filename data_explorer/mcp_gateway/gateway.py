@@ -1,0 +1,127 @@
+"""The gateway's state, shared by every tool: settings, database, control plane, query executor, audit."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from typing import Any, Awaitable, Callable
+
+import psycopg
+
+from data_explorer.config import Settings
+from data_explorer.control.base import ControlPlane
+from data_explorer.mcp_gateway.calls import Caller, Outcome, ToolCall
+from data_explorer.mcp_gateway.envelope import ToolFailure
+from data_explorer.pipelines.registry import Registry
+from data_explorer.warehouse.audit import AuditEntry, record_call
+from data_explorer.warehouse.database import Database
+from data_explorer.warehouse.secrets import SecretBox
+from data_explorer.warehouse.naming import TenantNames
+from data_explorer.warehouse.provisioning import teardown_tenant
+from data_explorer.warehouse.tenant_state import idle_tenants, touch_tenant
+
+log = logging.getLogger(__name__)
+
+TOUCH_INTERVAL = 60.0  # seconds between last_used_at updates of one tenant
+
+
+class Gateway:
+    def __init__(
+        self,
+        settings: Settings,
+        db: Database,
+        control_plane: ControlPlane,
+        executor: Any,
+        identify: Callable[[Any], Awaitable[Caller | None]],
+        transport: str,
+    ):
+        self.settings = settings
+        self.db = db
+        self.control_plane = control_plane
+        self.executor = executor
+        self.transport = transport
+        self.registry = Registry.from_directory(settings.pipelines_dir)
+        self.box = SecretBox.from_settings(settings)
+        self._identify = identify
+        self._touched: dict[str, float] = {}
+        self.ttl_seconds: float | None = settings["DATA_EXPLORER_SCHEMA_TTL_HOURS"] * 3600 or None  # 0: never expire
+
+    @property
+    def control(self) -> str:
+        return self.settings.control_schema
+
+    async def caller(self, ctx: Any) -> Caller:
+        caller = await self._identify(ctx)
+        if caller is None:
+            raise ToolFailure("UNAUTHENTICATED", "no verified CommCare identity for this request; sign in again")
+        return caller
+
+    async def db_call(self, fn: Callable[..., Any], *args: Any) -> Any:
+        """Run ``fn(conn, *args)`` on an autocommit admin connection, off the event loop."""
+
+        def run() -> Any:
+            with self.db.connect(autocommit=True) as conn:
+                return fn(conn, *args)
+
+        return await asyncio.to_thread(run)
+
+    async def touch(self, domain: str) -> None:
+        now = time.monotonic()
+        if now - self._touched.get(domain, float("-inf")) < TOUCH_INTERVAL:
+            return
+        self._touched[domain] = now
+        await self.db_call(touch_tenant, self.control, domain)
+
+    async def audit(
+        self, call: ToolCall | None, tool: str, arguments: dict[str, Any], status: str, code: str | None,
+        outcome: Outcome | None, started: float,
+    ) -> None:
+        """One row per call. A failure to audit is logged loudly; it does not change the call's answer."""
+        arguments = {k: v for k, v in arguments.items() if k != "ctx"}
+        entry = AuditEntry(
+            principal=call.caller.principal if call else "(unverified)",
+            tenant=call.audited_tenant if call else None,
+            tool=tool,
+            arguments=arguments,
+            status=status,
+            error_code=code,
+            rows=outcome.rows if outcome else None,
+            truncated=outcome.truncated if outcome else None,
+            duration_ms=int((time.monotonic() - started) * 1000),
+            transport=self.transport,
+        )
+        try:
+            async with await psycopg.AsyncConnection.connect(self.db.dsn, autocommit=True) as conn:
+                await record_call(conn, self.control, entry)
+        except Exception:
+            log.exception("could not write the audit row of a %s call", tool)
+
+    async def forget_tenant(self, domain: str) -> None:
+        """Close the tenant's query sessions (before its roles are dropped)."""
+        await self.executor.forget(domain)
+
+    async def sweep_once(self) -> list[str]:
+        """Tear down schemas idle past the TTL; return their tenants. Metadata and run history stay."""
+        if not self.ttl_seconds:
+            return []
+        expired = await self.db_call(idle_tenants, self.control, self.ttl_seconds)
+        for domain in expired:
+            names = TenantNames.for_domain(domain, self.settings.role_prefix)
+            await self.forget_tenant(domain)
+            await self.db_call(teardown_tenant, names, self.control)
+            log.info("tore down %s: idle for more than %.0f hours", domain, self.ttl_seconds / 3600)
+        return expired
+
+    async def sweep_forever(self) -> None:
+        interval = min(600.0, (self.ttl_seconds or 3600) / 4)
+        while True:
+            try:
+                await self.sweep_once()
+            except Exception:
+                log.exception("the idle-schema sweep failed; it will try again")
+            await asyncio.sleep(interval)
+
+    async def close(self) -> None:
+        await self.executor.close()
+        await self.control_plane.close()
