@@ -11,6 +11,7 @@ import psycopg
 
 from data_explorer.config import Settings
 from data_explorer.control.base import ControlPlane
+from data_explorer.control.states import begin_teardown
 from data_explorer.mcp_gateway.calls import Caller, Outcome, ToolCall
 from data_explorer.mcp_gateway.envelope import ToolFailure
 from data_explorer.pipelines.registry import Registry
@@ -106,12 +107,19 @@ class Gateway:
         if not self.ttl_seconds:
             return []
         expired = await self.db_call(idle_tenants, self.control, self.ttl_seconds)
+        done = []
         for domain in expired:
-            names = TenantNames.for_domain(domain, self.settings.role_prefix)
-            await self.forget_tenant(domain)
-            await self.db_call(teardown_tenant, names, self.control)
-            log.info("tore down %s: idle for more than %.0f hours", domain, self.ttl_seconds / 3600)
-        return expired
+            try:
+                names = TenantNames.for_domain(domain, self.settings.role_prefix)
+                await self.forget_tenant(domain)
+                await self.db_call(lambda conn: begin_teardown(conn, self.control, domain, expired=True))
+                await self.db_call(teardown_tenant, names, self.control)
+            except Exception:
+                log.exception("could not tear down idle tenant %s; the next sweep tries again", domain)
+                continue
+            log.info("tore down %s: idle for more than %.1f hours", domain, self.ttl_seconds / 3600)
+            done.append(domain)
+        return done
 
     async def sweep_forever(self) -> None:
         interval = min(600.0, (self.ttl_seconds or 3600) / 4)

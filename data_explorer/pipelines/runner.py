@@ -21,6 +21,7 @@ import psycopg
 from psycopg import sql
 
 from data_explorer.config import Settings
+from data_explorer.control.states import set_tenant_phase
 from data_explorer.loaders.commcare.applications import build_metadata, fetch_applications, form_definition_rows
 from data_explorer.loaders.commcare.client import CommCareClient
 from data_explorer.loaders.commcare.credentials import Credential, credential_from_settings
@@ -293,6 +294,7 @@ def materialize(
                 insert_run(admin, control, status)
             except ActiveRunExists as exc:
                 raise RunConflict(str(exc)) from None
+        set_tenant_phase(admin, control, request.domain, "Materializing")
         reporter = FanOut(ControlTableReporter(db, control), *extra_reporters)
         stack.callback(reporter.close)
         runner = Runner(settings, db, pipeline, names, status, reporter)
@@ -322,6 +324,7 @@ def materialize(
             try:
                 with db.connect(autocommit=True) as cleanup:
                     drop_build_schema(cleanup, names)
+                    set_tenant_phase(cleanup, control, request.domain, "Active")  # what was published stays
             except psycopg.Error:
                 pass  # the next run drops it anyway
             reporter.report(status, important=True)

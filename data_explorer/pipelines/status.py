@@ -14,6 +14,30 @@ from typing import Any
 PHASES = ("Pending", "Discovering", "Loading", "Transforming", "Succeeded", "Failed", "Cancelled")
 TERMINAL = ("Succeeded", "Failed", "Cancelled")
 
+# The MaterializationRun state machine (design.md §3).
+RUN_TRANSITIONS: dict[str, frozenset[str]] = {
+    "Pending": frozenset({"Discovering", "Failed", "Cancelled"}),
+    "Discovering": frozenset({"Loading", "Failed", "Cancelled"}),
+    "Loading": frozenset({"Transforming", "Failed", "Cancelled"}),
+    "Transforming": frozenset({"Succeeded", "Failed", "Cancelled"}),
+    "Succeeded": frozenset(),
+    "Failed": frozenset(),
+    "Cancelled": frozenset(),
+}
+
+
+class IllegalTransition(RuntimeError):
+    pass
+
+
+def check_transition(machine: dict[str, frozenset[str]], old: str, new: str, what: str) -> None:
+    if new == old:
+        return
+    if old not in machine or new not in machine[old]:
+        allowed = ", ".join(sorted(machine.get(old, ()))) or "nothing"
+        raise IllegalTransition(f"{what} cannot go from {old} to {new} (from {old}: {allowed})")
+
+
 # Share of the overall progress each phase covers, in percent.
 SPANS = {"Discovering": (0, 5), "Loading": (5, 75), "Transforming": (75, 99)}
 
@@ -38,6 +62,7 @@ class RunStatus:
     def enter(self, phase: str, message: str) -> None:
         if phase not in PHASES:
             raise ValueError(phase)
+        check_transition(RUN_TRANSITIONS, self.phase, phase, f"run {self.run_id}")
         self.phase = phase
         if phase == "Discovering" and self.started_at is None:
             self.started_at = utcnow()

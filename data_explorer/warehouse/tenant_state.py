@@ -60,7 +60,8 @@ def idle_tenants(conn: psycopg.Connection, control: str, ttl_seconds: float) -> 
     """Provisioned tenants unused and not materialized for longer than the TTL, with no run in progress."""
     rows = conn.execute(
         sql.SQL(
-            "SELECT t.domain FROM {0}.tenants t WHERE greatest(t.created_at, t.last_used_at, t.last_materialized_at)"
+            "SELECT t.domain FROM {0}.tenants t WHERE t.phase IN ('Active', 'Expired', 'Failed')"
+            " AND greatest(t.created_at, t.last_used_at, t.last_materialized_at)"
             " < now() - make_interval(secs => %s)"
             " AND NOT EXISTS (SELECT 1 FROM {0}.runs r WHERE r.domain = t.domain AND r.phase <> ALL(%s))"
         ).format(sql.Identifier(control)),

@@ -147,3 +147,28 @@ async def test_malformed_arguments_get_a_validation_envelope(world, http_gateway
     ).fetchall()
     assert ("drop_everything", "error", "NOT_FOUND") in rows
     assert sum(1 for r in rows if r[0] == "query" and r[2] == "VALIDATION_ERROR") >= 4
+
+
+async def test_a_cancelled_query_call_stops_its_statement_in_postgres(world, http_gateway, conn):
+    import time
+
+    import anyio
+
+    async with http_client(http_gateway.url, world.key()) as client:
+        assert envelope(await client.call_tool("run_materialization", {}))["data"]["phase"] == "Succeeded"
+        reader = conn.execute("SELECT reader_role FROM data_explorer.tenants WHERE domain = %s", (world.mine,)).fetchone()[0]
+
+        def running():
+            return conn.execute(
+                "SELECT count(*) FROM pg_stat_activity WHERE usename = %s AND state = 'active'", (reader,)
+            ).fetchone()[0]
+
+        with anyio.move_on_after(2) as scope:
+            await client.call_tool("query", {"sql": "select count(*) from generate_series(1, 4000000000) g"})
+        assert scope.cancelled_caught
+        deadline = time.monotonic() + 5
+        while running() and time.monotonic() < deadline:
+            await anyio.sleep(0.1)
+        assert running() == 0, "the statement kept running after its call was cancelled"
+        again = envelope(await client.call_tool("query", {"sql": "select 1 as ok"}))
+        assert again["data"]["rows"] == [[1]]

@@ -28,3 +28,54 @@ def test_demo_runs_end_to_end_on_the_embedded_database(tmp_path):
     assert "case_types" in out and "case_patient" in out and "form_submissions" in out
     pgdata = tmp_path / "home" / "postgres"
     assert (pgdata / "PG_VERSION").exists() and not (pgdata / "postmaster.pid").exists()
+
+
+@pytest.mark.embedded
+@pytest.mark.slow
+def test_demo_ends_serving_mcp_to_agents(tmp_path):
+    import signal
+    import socket
+
+    import anyio
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("COMMCARE_", "DATABASE_URL", "DATA_EXPLORER_"))}
+    env["DATA_EXPLORER_HOME"] = str(tmp_path / "home")
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "data_explorer.cli", "demo", "--cases", "100", "--port", str(port)],
+        env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+    )
+    try:
+        for line in proc.stdout:
+            if "The MCP gateway serves" in line:
+                break
+        else:
+            raise AssertionError("the demo never started serving")
+
+        async def use():
+            import httpx2
+            from mcp import Client
+            from mcp.client.streamable_http import streamable_http_client
+
+            headers = {"Authorization": "Bearer ApiKey demo@example.org:demo-api-key"}
+            for _ in range(50):  # the server may take a moment after the announcement
+                try:
+                    async with httpx2.AsyncClient(headers=headers, timeout=30) as http:
+                        async with Client(streamable_http_client(f"http://127.0.0.1:{port}/mcp", http_client=http)) as client:
+                            tenants = (await client.call_tool("list_tenants", {})).structured_content
+                            count = (await client.call_tool("query", {"sql": "select count(*) from cases"})).structured_content
+                            return tenants, count
+                except Exception:
+                    await anyio.sleep(0.2)
+            raise AssertionError("could not reach the demo's gateway")
+
+        tenants, count = anyio.run(use)
+        assert tenants["data"]["tenants"][0]["tenant_id"] == "demo" and tenants["data"]["tenants"][0]["has_data"]
+        assert count["data"]["rows"] == [[100]]
+    finally:
+        proc.send_signal(signal.SIGINT)
+        proc.wait(timeout=60)
+    pgdata = tmp_path / "home" / "postgres"
+    assert not (pgdata / "postmaster.pid").exists(), "the embedded server should stop with the demo"

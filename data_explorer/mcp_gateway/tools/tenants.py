@@ -6,6 +6,7 @@ from typing import Annotated
 from mcp.server.mcpserver import Context
 from pydantic import Field
 
+from data_explorer.control.states import begin_teardown
 from data_explorer.mcp_gateway.calls import Outcome, current
 from data_explorer.mcp_gateway.envelope import ToolFailure
 from data_explorer.mcp_gateway.models import TeardownData, TenantList, TenantStatus
@@ -22,6 +23,8 @@ def _status(conn, control: str, names: TenantNames, ttl_seconds: float | None) -
     last = latest_run(conn, control, names.domain)
     has_data = schema_exists(conn, names.schema)
     phase = "Pending" if row is None else ("Materializing" if active else row["phase"])
+    if phase == "Materializing" and not active:
+        phase = "Active"  # its runner died; the next run or teardown settles the row
     expires_at = None
     if row is not None and ttl_seconds:
         idle_since = max(t for t in (row["created_at"], row["last_used_at"], row["last_materialized_at"]) if t)
@@ -83,5 +86,6 @@ async def teardown_schema(
             {"run_id": str(active["run_id"])},
         )
     await gateway.forget_tenant(names.domain)
+    await gateway.db_call(begin_teardown, gateway.control, names.domain)
     dropped = await gateway.db_call(teardown_tenant, names, gateway.control)
     return Outcome(TeardownData(tenant_id=names.domain, dropped=dropped, metadata_kept=True), names)
