@@ -22,6 +22,8 @@ from urllib.parse import urlsplit
 class SettingsError(Exception):
     """A setting is missing or malformed; the message names it and says what to do."""
 
+    code = "CONFIGURATION_ERROR"
+
 
 def _url(value: str) -> str:
     parts = urlsplit(value)

@@ -68,4 +68,7 @@ class ControlPlane(Protocol):
     async def cancel_run(self, run_id: str) -> RunView:
         """Stop the run's work for real and return its final state."""
 
+    async def maintain(self) -> None:
+        """Periodic housekeeping (e.g. collecting finished runner processes)."""
+
     async def close(self) -> None: ...

@@ -25,9 +25,10 @@ import psutil
 
 from data_explorer.config import Settings
 from data_explorer.control.base import Conflict, ControlError, NotFound, RunView
-from data_explorer.pipelines.status import RunStatus
+from data_explorer.pipelines.status import TERMINAL, RunStatus
 from data_explorer.warehouse.control_tables import ensure_control_tables
 from data_explorer.warehouse.database import Database
+from data_explorer.warehouse.locks import held_by_someone
 from data_explorer.warehouse.runs import ActiveRunExists, finish_run, get_run, insert_run, set_run_pid
 
 log = logging.getLogger(__name__)
@@ -50,14 +51,6 @@ def child_environment(settings: Settings, *, with_credentials: bool) -> dict[str
     return env
 
 
-def _is_our_runner(pid: int, run_id: str) -> bool:
-    """Guard against a recycled pid: the process must be the runner of this run."""
-    try:
-        return run_id in " ".join(psutil.Process(pid).cmdline())
-    except (psutil.NoSuchProcess, psutil.AccessDenied, psutil.ZombieProcess):
-        return False
-
-
 class LocalControlPlane:
     def __init__(self, settings: Settings, db: Database, *, cancel_grace: float = CANCEL_GRACE, store_credential=None):
         self.settings = settings
@@ -68,6 +61,7 @@ class LocalControlPlane:
         # without it the runner uses the credential in the settings.
         self._store_credential = store_credential
         self._children: dict[str, subprocess.Popen] = {}
+        self._cancelling: set[str] = set()
         with db.connect(autocommit=True) as conn:
             ensure_control_tables(conn, self.control)
 
@@ -108,68 +102,103 @@ class LocalControlPlane:
         return await asyncio.to_thread(self._get, run_id)
 
     def _get(self, run_id: str) -> RunView | None:
-        with self.db.connect(autocommit=True) as conn:
-            row = get_run(conn, self.control, run_id)
-            if row is None:
-                return None
-            child = self._children.get(run_id)
-            if child is not None and child.poll() is not None:
-                self._children.pop(run_id, None)
-                if row["phase"] not in ("Succeeded", "Failed", "Cancelled"):
-                    # the runner died without recording its end (crash, OOM kill)
-                    finish_run(conn, self.control, run_id, "Failed", "RUNNER_LOST",
-                               f"the runner exited with status {child.returncode} before finishing")
-                    row = get_run(conn, self.control, run_id)
-            return RunView.from_row(row)
+        self.reap()
+        row = self._with_conn(get_run, self.control, run_id)
+        return RunView.from_row(row) if row else None
 
     async def cancel_run(self, run_id: str) -> RunView:
-        return await asyncio.to_thread(self._cancel, run_id)
-
-    def _cancel(self, run_id: str) -> RunView:
-        with self.db.connect(autocommit=True) as conn:
-            row = get_run(conn, self.control, run_id)
-            if row is None:
-                raise NotFound(f"no run {run_id}")
-            if row["phase"] in ("Succeeded", "Failed", "Cancelled"):
-                return RunView.from_row(row)
-            pid = row["pid"] or 0
-            if pid <= 0 or not _is_our_runner(pid, run_id):
-                finish_run(conn, self.control, run_id, "Cancelled", "CANCELLED", "cancelled before its runner started")
-                return RunView.from_row(get_run(conn, self.control, run_id))
-            self._signal(pid, signal.SIGTERM)
-            deadline = time.monotonic() + self.cancel_grace
-            while time.monotonic() < deadline:
-                row = get_run(conn, self.control, run_id)
-                alive = _is_our_runner(pid, run_id)
-                if not alive:
-                    # gone: it recorded its end, or it died before it could (e.g. signalled while starting)
-                    finish_run(conn, self.control, run_id, "Cancelled", "CANCELLED", "the run was cancelled; the published data is unchanged")
-                    break
-                time.sleep(POLL)
-            else:
-                self._signal(pid, signal.SIGKILL)
-                finish_run(conn, self.control, run_id, "Cancelled", "CANCELLED",
-                           f"the runner did not stop within {self.cancel_grace:.0f}s and was killed; the published data is unchanged")
-            self._reap(run_id)
-            return RunView.from_row(get_run(conn, self.control, run_id))
-
-    @staticmethod
-    def _signal(pid: int, sig: signal.Signals) -> None:
+        """Stop the run's process for real; Conflict when it runs where no signal from here reaches it."""
+        row = await self._row(run_id)
+        if row is None:
+            raise NotFound(f"no run {run_id}")
+        if row["phase"] in TERMINAL:
+            return RunView.from_row(row)
+        target = _signal_target(row["pid"] or 0, run_id, row["domain"])
+        if target is None:
+            if await asyncio.to_thread(self._with_conn, held_by_someone, row["domain"]):
+                raise Conflict(
+                    f"run {run_id} is carried out by a process this gateway cannot signal (pid {row['pid']}, "
+                    "started elsewhere, e.g. by data-explorer materialize on another machine): stop it there",
+                    {"run_id": run_id},
+                )
+            await asyncio.to_thread(self._with_conn, finish_run, self.control, run_id, "Cancelled", "CANCELLED",
+                                    "cancelled before its runner started")
+            return RunView.from_row(await self._row(run_id))
+        pid, group = target
+        self._cancelling.add(run_id)
         try:
-            os.killpg(pid, sig)  # the runner leads its own process group
-        except ProcessLookupError:
-            pass
+            return await self._stop(run_id, row["domain"], pid, group)
+        finally:
+            self._cancelling.discard(run_id)
 
-    def _reap(self, run_id: str) -> None:
+    async def _stop(self, run_id: str, domain: str, pid: int, group: bool) -> RunView:
+        _send(pid, signal.SIGTERM, group)
+        deadline = time.monotonic() + self.cancel_grace
+        message = "the run was cancelled; the published data is unchanged"
+        while _signal_target(pid, run_id, domain) is not None:
+            if time.monotonic() > deadline:
+                _send(pid, signal.SIGKILL, group)
+                message = f"the runner did not stop within {self.cancel_grace:.0f}s and was killed; the published data is unchanged"
+                break
+            await asyncio.sleep(POLL)
+        # it recorded its own end, or died before it could: either way the run ends Cancelled unless it had finished
+        await asyncio.to_thread(self._with_conn, finish_run, self.control, run_id, "Cancelled", "CANCELLED", message)
         child = self._children.pop(run_id, None)
         if child is not None:
-            try:
-                child.wait(timeout=5)
-            except subprocess.TimeoutExpired:
-                self._children[run_id] = child
+            await asyncio.to_thread(child.wait)  # it has exited: collect it
+        return RunView.from_row(await self._row(run_id))
+
+    async def _row(self, run_id: str) -> dict[str, Any] | None:
+        return await asyncio.to_thread(self._with_conn, get_run, self.control, run_id)
+
+    def _with_conn(self, fn, *args):
+        with self.db.connect(autocommit=True) as conn:
+            return fn(conn, *args)
+
+    def reap(self) -> None:
+        """Collect every runner child that has exited (no zombies), and end as RUNNER_LOST the runs
+        whose runner died without recording their end (a crash, an OOM kill)."""
+        exited = [
+            (run_id, child.returncode) for run_id, child in list(self._children.items())
+            if run_id not in self._cancelling and child.poll() is not None
+        ]
+        if not exited:
+            return
+        with self.db.connect(autocommit=True) as conn:
+            for run_id, code in exited:
+                self._children.pop(run_id, None)
+                finish_run(conn, self.control, run_id, "Failed", "RUNNER_LOST",
+                           f"the runner exited with status {code} before finishing")  # a no-op when it finished
+
+    async def maintain(self) -> None:
+        await asyncio.to_thread(self.reap)
 
     async def close(self) -> None:
-        for run_id in list(self._children):
-            child = self._children[run_id]
-            if child.poll() is not None:
-                self._children.pop(run_id)
+        await self.maintain()  # runners still going are left to finish on their own
+
+
+def _signal_target(pid: int, run_id: str, domain: str) -> tuple[int, bool] | None:
+    """(pid, whether it leads a process group) of the live process carrying out this run, or None.
+    Guards against a recycled pid: the command line must be this run's runner, or a
+    ``data-explorer materialize`` of this domain."""
+    if pid <= 0:
+        return None
+    try:
+        process = psutil.Process(pid)
+        if process.status() == psutil.STATUS_ZOMBIE:
+            return None
+        command = process.cmdline()
+    except (psutil.NoSuchProcess, psutil.AccessDenied, psutil.ZombieProcess):
+        return None
+    if "runner" in command and run_id in command:
+        return pid, True
+    if "materialize" in command and "--domain" in command and domain in command:
+        return pid, False  # the user's own command: signal it alone, not its shell's group
+    return None
+
+
+def _send(pid: int, sig: signal.Signals, group: bool) -> None:
+    try:
+        os.killpg(pid, sig) if group else os.kill(pid, sig)
+    except ProcessLookupError:
+        pass

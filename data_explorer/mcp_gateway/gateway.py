@@ -11,20 +11,25 @@ import psycopg
 
 from data_explorer.config import Settings
 from data_explorer.control.base import ControlPlane
-from data_explorer.control.states import begin_teardown
+from data_explorer.control.base import Conflict
+from data_explorer.control.lifecycle import teardown
 from data_explorer.mcp_gateway.calls import Caller, Outcome, ToolCall
 from data_explorer.mcp_gateway.envelope import ToolFailure
 from data_explorer.pipelines.registry import Registry
 from data_explorer.warehouse.audit import AuditEntry, record_call
+from data_explorer.warehouse.credentials import purge_finished_credentials
+from data_explorer.warehouse.control_tables import ensure_control_tables
 from data_explorer.warehouse.database import Database
+from data_explorer.warehouse.service_roles import ensure_audit_login
+from data_explorer.warehouse.tenant_login import reader_conninfo
 from data_explorer.warehouse.secrets import SecretBox
 from data_explorer.warehouse.naming import TenantNames
-from data_explorer.warehouse.provisioning import teardown_tenant
 from data_explorer.warehouse.tenant_state import idle_tenants, touch_tenant
 
 log = logging.getLogger(__name__)
 
 TOUCH_INTERVAL = 60.0  # seconds between last_used_at updates of one tenant
+MAINTENANCE_INTERVAL = 5.0
 
 
 class Gateway:
@@ -46,6 +51,10 @@ class Gateway:
         self.box = SecretBox.from_settings(settings)
         self._identify = identify
         self._touched: dict[str, float] = {}
+        with db.connect(autocommit=True) as conn:
+            ensure_control_tables(conn, self.control)
+            role, password = ensure_audit_login(conn, self.control, settings.role_prefix, self.box)
+        self._audit_dsn = reader_conninfo(db.dsn, role, password)
         self.ttl_seconds: float | None = settings["DATA_EXPLORER_SCHEMA_TTL_HOURS"] * 3600 or None  # 0: never expire
 
     @property
@@ -93,7 +102,7 @@ class Gateway:
             transport=self.transport,
         )
         try:
-            async with await psycopg.AsyncConnection.connect(self.db.dsn, autocommit=True) as conn:
+            async with await psycopg.AsyncConnection.connect(self._audit_dsn, autocommit=True) as conn:
                 await record_call(conn, self.control, entry)
         except Exception:
             log.exception("could not write the audit row of a %s call", tool)
@@ -104,6 +113,7 @@ class Gateway:
 
     async def sweep_once(self) -> list[str]:
         """Tear down schemas idle past the TTL; return their tenants. Metadata and run history stay."""
+        await self.db_call(purge_finished_credentials, self.control)
         if not self.ttl_seconds:
             return []
         expired = await self.db_call(idle_tenants, self.control, self.ttl_seconds)
@@ -112,14 +122,25 @@ class Gateway:
             try:
                 names = TenantNames.for_domain(domain, self.settings.role_prefix)
                 await self.forget_tenant(domain)
-                await self.db_call(lambda conn: begin_teardown(conn, self.control, domain, expired=True))
-                await self.db_call(teardown_tenant, names, self.control)
+                await self.db_call(lambda conn: teardown(conn, self.control, names, expired=True))
+            except Conflict:
+                continue  # a run started meanwhile: not idle after all
             except Exception:
                 log.exception("could not tear down idle tenant %s; the next sweep tries again", domain)
                 continue
             log.info("tore down %s: idle for more than %.1f hours", domain, self.ttl_seconds / 3600)
             done.append(domain)
         return done
+
+    async def maintain_forever(self, interval: float = MAINTENANCE_INTERVAL) -> None:
+        """Collect exited runners and close idle query sessions, every few seconds."""
+        while True:
+            try:
+                await self.control_plane.maintain()
+                await self.executor.prune()
+            except Exception:
+                log.exception("gateway maintenance failed; it will try again")
+            await asyncio.sleep(interval)
 
     async def sweep_forever(self) -> None:
         interval = min(600.0, (self.ttl_seconds or 3600) / 4)

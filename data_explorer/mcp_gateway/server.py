@@ -115,14 +115,17 @@ def make_gateway(settings: Settings, db: Database, transport: str, identify) -> 
 
 @contextlib.asynccontextmanager
 async def running(gateway: Gateway) -> AsyncIterator[Gateway]:
-    """The gateway's background work (the idle-schema sweep) for as long as it serves."""
-    sweeper = asyncio.create_task(gateway.sweep_forever())
+    """The gateway's background work (the idle-schema sweep, collecting runners, closing idle
+    query sessions) for as long as it serves."""
+    tasks = [asyncio.create_task(gateway.sweep_forever()), asyncio.create_task(gateway.maintain_forever())]
     try:
         yield gateway
     finally:
-        sweeper.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await sweeper
+        for task in tasks:
+            task.cancel()
+        for task in tasks:
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
         await gateway.close()
 
 

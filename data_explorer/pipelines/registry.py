@@ -20,6 +20,8 @@ _NAME = r"^[a-z][a-z0-9_]{0,47}$"
 class PipelineError(ValueError):
     """A pipeline file is missing, unreadable or invalid; the message says which and where."""
 
+    code = "CONFIGURATION_ERROR"
+
 
 class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)

@@ -38,6 +38,7 @@ from data_explorer.transform.typed_views import plan_typed_views
 from data_explorer.warehouse.batches import upsert_rows
 from data_explorer.warehouse.control_tables import ensure_control_tables
 from data_explorer.warehouse.database import Database
+from data_explorer.warehouse.locks import tenant_lock
 from data_explorer.warehouse.metadata_store import save_metadata
 from data_explorer.warehouse.naming import TenantNames
 from data_explorer.warehouse.provisioning import provision_tenant
@@ -45,12 +46,12 @@ from data_explorer.warehouse.catalog import relation_counts
 from data_explorer.warehouse.publish import drop_build_schema, publish, reset_build_schema
 from data_explorer.warehouse.raw_tables import ensure_raw_tables
 from data_explorer.warehouse.secrets import SecretBox
-from data_explorer.warehouse.runs import ActiveRunExists, claim_run, fail_abandoned_runs, insert_run, save_run
+from data_explorer.warehouse.runs import ActiveRunExists, RunAlreadyEnded, active_run, lock_unfinished_run, claim_run, fail_abandoned_runs, insert_run, save_run
 from data_explorer.warehouse.storable import storable
 
 log = logging.getLogger(__name__)
 
-_RUN_LOCK_CLASS = 0x6465  # advisory lock key space: (class, hash of domain)
+LOCK_WAIT = 10.0  # seconds a runner waits for the tenant lock (held briefly by a teardown) before giving up
 
 
 class RunConflict(RuntimeError):
@@ -70,14 +71,17 @@ class RunRequest:
 
 
 @contextmanager
-def _tenant_lock(db: Database, domain: str) -> Iterator[None]:
-    """Held for the whole run on its own session: released by PostgreSQL if the runner dies."""
+def _tenant_lock(db: Database, control: str, domain: str, run_id: str) -> Iterator[None]:
+    """Held for the whole run on its own session: released by PostgreSQL if the runner dies.
+    Waits a little when no other run is recorded, since a teardown may hold it for a moment."""
     conn = db.connect(autocommit=True)
     try:
-        got = conn.execute("SELECT pg_try_advisory_lock(%s, hashtext(%s))", (_RUN_LOCK_CLASS, domain)).fetchone()[0]
-        if not got:
-            raise RunConflict(f"a run for project space {domain!r} is already in progress; wait for it or cancel it")
-        yield
+        other = active_run(conn, control, domain)
+        wait = LOCK_WAIT if other is None or other == run_id else 0.0
+        with tenant_lock(conn, domain, wait=wait) as got:
+            if not got:
+                raise RunConflict(f"a run for project space {domain!r} is already in progress; wait for it or cancel it")
+            yield
     finally:
         conn.close()
 
@@ -247,6 +251,8 @@ class Runner:
                 ).format(sql.Identifier(self.control)),
                 (self.status.run_id, self.names.domain),
             )
+            if not lock_unfinished_run(conn, self.control, self.status.run_id):  # ended from outside: publish nothing
+                raise RunAlreadyEnded(f"run {self.status.run_id} was ended from outside before it could publish")
             self.status.enter("Succeeded", "published")
             save_run(conn, self.control, self.status)
 
@@ -282,7 +288,7 @@ def materialize(
     with ExitStack() as stack:
         admin = stack.enter_context(db.connect(autocommit=True))
         ensure_control_tables(admin, control)
-        stack.enter_context(_tenant_lock(db, request.domain))
+        stack.enter_context(_tenant_lock(db, control, request.domain, status.run_id))
         fail_abandoned_runs(admin, control, request.domain, keep=status.run_id)
         provision_tenant(admin, names, control, SecretBox.from_settings(settings))
         if request.run_id:
@@ -332,7 +338,7 @@ def materialize(
 
 
 def _record_failure(status: RunStatus, exc: BaseException, cancelled: bool) -> None:
-    if cancelled or isinstance(exc, (RunCancelled, KeyboardInterrupt)):
+    if cancelled or isinstance(exc, (RunCancelled, KeyboardInterrupt, RunAlreadyEnded)):
         status.fail("CANCELLED", "the run was cancelled; the published data is unchanged", phase="Cancelled")
     elif isinstance(exc, (LoaderError, TransformError, PipelineError)):
         status.fail(_error_code(exc), str(exc))

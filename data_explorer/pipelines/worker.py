@@ -6,7 +6,7 @@ import sys
 import uuid
 
 from data_explorer.config import load_settings
-from data_explorer.pipelines.runner import RunRequest, materialize
+from data_explorer.pipelines.runner import RunRequest, first_line, materialize
 from data_explorer.warehouse.database import open_database
 from data_explorer.warehouse.credentials import (
     CredentialNotFound,
@@ -14,7 +14,7 @@ from data_explorer.warehouse.credentials import (
     load_run_credential,
     store_run_credential,
 )
-from data_explorer.warehouse.runs import get_run
+from data_explorer.warehouse.runs import finish_run, get_run
 from data_explorer.warehouse.secrets import SecretBox
 
 
@@ -45,6 +45,12 @@ def run_worker(run_id: str) -> int:
 
         try:
             status = materialize(settings, db, request, credential=credential, on_refresh=keep_refreshed if credential else None)
+        except Exception as exc:  # refused before its phases began: the run's row says why
+            code, message = getattr(exc, "code", None) or "INTERNAL_ERROR", first_line(exc)
+            with db.connect(autocommit=True) as conn:
+                finish_run(conn, settings.control_schema, run_id, "Failed", code, message)
+            print(f"run {run_id}: Failed ({code}: {message})")
+            return 1
         finally:
             if credential is not None:
                 with db.connect(autocommit=True) as conn:

@@ -116,3 +116,14 @@ async def aload_run_credential(aconn: psycopg.AsyncConnection, control: str, run
     if row is None:
         raise CredentialNotFound(f"run {run_id} has no stored CommCare credential")
     return _credential(row, box)
+
+
+def purge_finished_credentials(conn: psycopg.Connection, control: str) -> int:
+    """Delete the credentials of every run that has ended (whatever stopped its runner's own clean-up)."""
+    cur = conn.execute(
+        sql.SQL(
+            "DELETE FROM {0}.run_credentials c USING {0}.runs r WHERE r.run_id = c.run_id"
+            " AND r.phase IN ('Succeeded', 'Failed', 'Cancelled')"
+        ).format(sql.Identifier(control))
+    )
+    return cur.rowcount

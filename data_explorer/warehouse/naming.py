@@ -2,7 +2,9 @@
 
 A tenant's schema is the domain in lower case with ``-`` as ``_``, other
 characters dropped, runs of ``_`` folded into one, and a prefix where it would
-start with a digit. Because a derived name never contains ``__``, the private
+start with a digit; a hash keeps it one to one with the domain where that
+reduction could merge two domains (see ``schema_for_domain``). Because a
+derived name never contains ``__``, the private
 companions ``<schema>__raw`` (loaded data and checkpoints), ``<schema>__build``
 (the run being transformed) and ``<schema>__old`` (the previous run, during a
 swap) can never collide with another tenant's schema. Names are only ever
@@ -11,6 +13,7 @@ quoted with ``psycopg.sql.Identifier``.
 
 from __future__ import annotations
 
+import hashlib
 import re
 from dataclasses import dataclass
 
@@ -32,18 +35,32 @@ def validate_domain(domain: str) -> str:
     return domain
 
 
+_PLAIN = re.compile(r"^[a-z][a-z0-9]*(-[a-z0-9]+)*$")
+_HASH_CHARS = 8
+
+
 def schema_for_domain(domain: str) -> str:
+    """The tenant's schema: one to one with the domain.
+
+    A plain domain (lower-case letters, digits and single inner dashes, starting
+    with a letter, short enough) maps to itself with ``-`` as ``_``; no plain
+    domain contains ``_``, so that is reversible. Any other domain is reduced the
+    same way and gets a hash of the whole domain, so that no two domains can ever
+    share a schema (``a-b`` and ``A_B``, or two long names with one prefix).
+    """
     validate_domain(domain)
     name = domain.lower().replace("-", "_")
     name = re.sub(r"[^a-z0-9_]", "", name)
     name = re.sub(r"_+", "_", name).strip("_")
-    if not name:
-        raise InvalidDomain(f"{domain!r} leaves no letters or digits for a schema name")
-    if name[0].isdigit():
+    plain = bool(_PLAIN.match(domain)) and not domain.startswith("pg-") and len(name) <= MAX_SCHEMA_LENGTH
+    if plain:
+        return name
+    if not name or name[0].isdigit():
         name = "p_" + name
     if name.startswith("pg_"):
         name = "t_" + name  # pg_ is reserved for system schemas
-    return name[:MAX_SCHEMA_LENGTH].rstrip("_")
+    digest = hashlib.sha256(domain.encode()).hexdigest()[:_HASH_CHARS]
+    return f"{name[:MAX_SCHEMA_LENGTH - _HASH_CHARS - 1].rstrip('_')}_{digest}"
 
 
 @dataclass(frozen=True)

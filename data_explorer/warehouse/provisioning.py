@@ -27,6 +27,8 @@ _ROLE_LOCK = 0x6465_0002  # roles are cluster-wide: serialise their creation
 
 
 class TenantNameConflict(RuntimeError):
+    code = "CONFLICT"
+
     pass
 
 

@@ -475,6 +475,14 @@ class _TenantPool:
         finally:
             self._slots.release()
 
+    async def prune(self) -> None:
+        """Close sessions idle longer than ``idle_seconds``, so a tenant queried once holds none."""
+        now = time.monotonic()
+        stale = [(c, t) for c, t in self._idle if now - t >= self._idle_seconds]
+        self._idle = [(c, t) for c, t in self._idle if now - t < self._idle_seconds]
+        for conn, _ in stale:
+            await conn.close()
+
     async def close(self) -> None:
         self.closed = True
         idle, self._idle = self._idle, []
@@ -555,6 +563,13 @@ class QueryExecutor:
             elapsed_ms=int((time.monotonic() - started) * 1000),
             statement=statement,
         )
+
+    async def prune(self) -> None:
+        """Close every tenant's sessions that have stayed idle too long."""
+        async with self._pools_lock:
+            pools = list(self._pools.values())
+        for pool in pools:
+            await pool.prune()
 
     async def forget(self, domain: str) -> None:
         """Close the tenant's idle sessions (before its roles are dropped); sessions in use close when they finish."""

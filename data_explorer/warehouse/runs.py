@@ -79,18 +79,36 @@ def finish_run(conn: psycopg.Connection, schema: str, run_id: str, phase: str, c
         ).format(sql.Identifier(schema)),
         (phase, Jsonb({"code": code, "message": message}), run_id, list(TERMINAL)),
     )
+    # its runner may never have reached its own clean-up: no credential outlives the run
+    conn.execute(sql.SQL("DELETE FROM {}.run_credentials WHERE run_id = %s").format(sql.Identifier(schema)), (run_id,))
     return cur.rowcount == 1
 
 
-def save_run(conn: psycopg.Connection, schema: str, status: RunStatus) -> None:
-    conn.execute(
+class RunAlreadyEnded(RuntimeError):
+    code = "CANCELLED"
+
+
+def lock_unfinished_run(conn: psycopg.Connection, schema: str, run_id: str) -> bool:
+    """Lock the run's row for the rest of the transaction; False if it has already ended."""
+    row = conn.execute(
+        sql.SQL("SELECT phase FROM {}.runs WHERE run_id = %s FOR UPDATE").format(sql.Identifier(schema)), (run_id,)
+    ).fetchone()
+    return row is not None and row[0] not in TERMINAL
+
+
+def save_run(conn: psycopg.Connection, schema: str, status: RunStatus) -> bool:
+    """Write the run's status unless its row has already ended (cancelled from outside, say):
+    an ended run is never brought back. False when nothing was written."""
+    cur = conn.execute(
         sql.SQL(
             "UPDATE {}.runs SET phase = %s, phases = %s, progress = %s, error = %s,"
-            " started_at = %s, completed_at = %s, updated_at = now() WHERE run_id = %s"
+            " started_at = %s, completed_at = %s, updated_at = now() WHERE run_id = %s AND phase <> ALL(%s)"
         ).format(sql.Identifier(schema)),
         (status.phase, Jsonb(status.phases), Jsonb(status.progress),
-         Jsonb(status.error) if status.error else None, status.started_at, status.completed_at, status.run_id),
+         Jsonb(status.error) if status.error else None, status.started_at, status.completed_at, status.run_id,
+         list(TERMINAL)),
     )
+    return cur.rowcount == 1
 
 
 def get_run(conn: psycopg.Connection, schema: str, run_id: str) -> dict[str, Any] | None:

@@ -115,6 +115,15 @@ async def test_no_secret_appears_in_responses_logs_runs_or_audit(world, http_gat
                         "teardown_schema": {"confirm": False}}.get(tool.name, {})
                 result = await client.call_tool(tool.name, args)
                 texts.append(result.content[0].text)
+    # a run in progress: its process's environment and command line
+    world.sim.set_faults({"rules": [{"kind": "slow", "rate": 1.0, "scope": "cases"}], "slow_delay": 3})
+    async with http_client(http_gateway.url, world.key()) as client:
+        run = envelope(await client.call_tool("run_materialization", {"wait": False, "full": True}))
+        pid = conn.execute("SELECT pid FROM data_explorer.runs WHERE run_id = %s", (run["data"]["run_id"],)).fetchone()[0]
+        with open(f"/proc/{pid}/environ", "rb") as env, open(f"/proc/{pid}/cmdline", "rb") as cmd:
+            process_text = (env.read() + b" " + cmd.read()).decode(errors="replace")
+        envelope(await client.call_tool("cancel_materialization", {"run_id": run["data"]["run_id"]}))
+    world.sim.set_faults({})
     secrets = [DEMO_API_KEY, OTHER_API_KEY, token]
     sources = {
         "responses": "\n".join(texts),
@@ -122,8 +131,23 @@ async def test_no_secret_appears_in_responses_logs_runs_or_audit(world, http_gat
         "runs": json.dumps(conn.execute("SELECT * FROM data_explorer.runs").fetchall(), default=str),
         "audit": json.dumps(conn.execute("SELECT * FROM data_explorer.audit_log").fetchall(), default=str),
         "credentials": json.dumps(conn.execute("SELECT * FROM data_explorer.run_credentials").fetchall(), default=str),
+        "a runner's environment and command line": process_text,
         "run logs": "\n".join(p.read_text() for p in (home / "runs").glob("*.log")) if (home / "runs").exists() else "",
     }
     for where, text in sources.items():
         for secret in secrets:
             assert secret not in text, f"a secret leaked into the {where}"
+
+
+async def test_the_gateway_writes_audit_rows_as_a_role_that_cannot_change_them(world, http_gateway):
+    import psycopg
+
+    async with http_client(http_gateway.url, world.key()) as client:
+        envelope(await client.call_tool("list_tenants", {}))
+    with psycopg.connect(http_gateway.gateway._audit_dsn, autocommit=True) as audit:
+        assert audit.execute("SELECT count(*) FROM data_explorer.audit_log").fetchone()[0] > 0
+        for statement in ("UPDATE data_explorer.audit_log SET tool = 'x'", "DELETE FROM data_explorer.audit_log",
+                          "TRUNCATE data_explorer.audit_log", "ALTER TABLE data_explorer.audit_log DISABLE TRIGGER ALL",
+                          "SELECT * FROM data_explorer.runs"):
+            with pytest.raises(psycopg.errors.InsufficientPrivilege):
+                audit.execute(statement)

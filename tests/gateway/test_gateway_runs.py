@@ -80,6 +80,7 @@ async def test_cancel_stops_the_work_and_keeps_the_published_data(world, http_ga
         with pytest.raises(ProcessLookupError):
             os.kill(pid, 0)  # the runner process is gone
         assert _published(conn, schema) == before
+        assert conn.execute("SELECT count(*) FROM data_explorer.run_credentials WHERE run_id = %s", (run_id,)).fetchone()[0] == 0
         again = envelope(await client.call_tool("cancel_materialization", {"run_id": run_id}))
         assert again["success"] and again["warnings"] and again["data"]["phase"] == "Cancelled"
 

@@ -35,15 +35,38 @@ async def test_stdio_serves_every_tool_with_progress(world, home, conn):
         assert rows["data"]["rows"][0][0] == world.sim.state()["domains"][world.mine]["cases"]
         forbidden = envelope(await client.call_tool("list_tables", {"tenant": world.theirs}))
         assert forbidden["error"]["code"] == "FORBIDDEN"
+        run_id = run["data"]["run_id"]
+        calls = {
+            "get_schema_status": {}, "list_pipelines": {}, "get_materialization_status": {"run_id": run_id},
+            "cancel_materialization": {"run_id": run_id}, "list_tables": {}, "describe_table": {"table": "case_patient"},
+            "get_metadata": {}, "teardown_schema": {"confirm": True},
+        }
+        for tool, args in calls.items():
+            result = envelope(await client.call_tool(tool, args))
+            assert result["success"], (tool, result)
+        assert {"list_tenants", "run_materialization", "query", *calls} == {t.name for t in TOOLS}
+        assert envelope(await client.call_tool("list_tables", {}))["error"]["code"] == "NO_DATA"  # torn down
     audit = conn.execute("SELECT DISTINCT principal, transport FROM data_explorer.audit_log WHERE tenant = %s", (world.mine,)).fetchall()
     assert audit == [(DEMO_USER, "stdio")]
 
 
-async def test_stdio_cancellation_stops_the_run(world, home, conn):
-    world.sim.set_faults({"rules": [{"kind": "slow", "rate": 1.0, "scope": "cases"}], "slow_delay": 20})
+@pytest.mark.parametrize("when", ["load", "transform"])
+async def test_stdio_cancellation_stops_the_run(world, home, conn, when):
+    if when == "load":
+        world.sim.set_faults({"rules": [{"kind": "slow", "rate": 1.0, "scope": "cases"}], "slow_delay": 20})
     async with stdio_client(world, home) as client:
-        with anyio.move_on_after(4):  # the client sends notifications/cancelled
-            await client.call_tool("run_materialization", {})
+        async with anyio.create_task_group() as group:
+            group.start_soon(client.call_tool, "run_materialization", {})
+            target = "Loading" if when == "load" else "Transforming"
+            deadline = time.monotonic() + 60
+            while True:  # wait for the phase, then cancel the call: the client sends notifications/cancelled
+                row = conn.execute("SELECT phase FROM data_explorer.runs WHERE domain = %s ORDER BY created_at DESC LIMIT 1",
+                                   (world.mine,)).fetchone()
+                if row and row[0] == target:
+                    break
+                assert time.monotonic() < deadline, f"never reached {target}"
+                await anyio.sleep(0.05)
+            group.cancel_scope.cancel()
         run_id = _latest_run(conn, world.mine)
         assert await _phase_becomes(conn, run_id, "Cancelled")
 

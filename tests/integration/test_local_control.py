@@ -78,3 +78,63 @@ def test_cancelling_before_the_runner_starts(space, conn):
     insert_run(conn, "data_explorer", status, pid=0)
     cancelled = asyncio.run(plane.cancel_run(status.run_id))
     assert cancelled.phase == "Cancelled"
+
+
+def test_a_cli_run_is_cancelled_by_signalling_the_command(space, conn):
+    import subprocess
+    import sys
+
+    plane = LocalControlPlane(space.settings(), space.db)
+    assert space.run().phase == "Succeeded"
+    before = space.published(conn)
+    space.sim.set_faults({"rules": [{"kind": "slow", "rate": 1.0, "scope": "cases"}], "slow_delay": 0.5})
+    env = {**os.environ, **{k: str(v) for k, v in space.settings(COMMCARE_CASE_PAGE_SIZE=10).values.items() if v is not None}}
+    proc = subprocess.Popen([sys.executable, "-m", "data_explorer.cli", "materialize", "--domain", space.domain, "--full"],
+                            env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 60
+    while True:
+        row = conn.execute("SELECT run_id, phase FROM data_explorer.runs WHERE domain = %s ORDER BY created_at DESC LIMIT 1",
+                           (space.domain,)).fetchone()
+        if row[1] == "Loading":
+            break
+        assert time.monotonic() < deadline
+        time.sleep(0.1)
+    cancelled = asyncio.run(plane.cancel_run(str(row[0])))
+    assert cancelled.phase == "Cancelled" and cancelled.error["code"] == "CANCELLED"
+    assert proc.wait(timeout=30) == 1  # it stopped on SIGTERM and said so, rather than being killed
+    assert space.published(conn) == before
+
+
+def test_a_run_held_elsewhere_cannot_be_marked_cancelled_from_here(space, conn):
+    from data_explorer.control.base import Conflict as ControlConflict
+    from data_explorer.pipelines.status import RunStatus
+    from data_explorer.warehouse.control_tables import ensure_control_tables
+    from data_explorer.warehouse.locks import tenant_lock
+    from data_explorer.warehouse.runs import insert_run
+
+    ensure_control_tables(conn, "data_explorer")
+    plane = LocalControlPlane(space.settings(), space.db)
+    status = RunStatus("22222222-2222-2222-2222-222222222222", space.domain, "commcare_sync", "incremental")
+    insert_run(conn, "data_explorer", status, pid=999_999)  # a pid nothing here answers to
+    with space.db.connect(autocommit=True) as elsewhere, tenant_lock(elsewhere, space.domain) as got:
+        assert got
+        with pytest.raises(ControlConflict, match="cannot signal"):
+            asyncio.run(plane.cancel_run(status.run_id))
+    assert conn.execute("SELECT phase FROM data_explorer.runs WHERE run_id = %s", (status.run_id,)).fetchone()[0] == "Pending"
+    assert asyncio.run(plane.cancel_run(status.run_id)).phase == "Cancelled"  # nobody holds it any more
+
+
+def test_finished_runners_are_collected_not_left_as_zombies(space, conn):
+    import psutil
+
+    plane = LocalControlPlane(space.settings(), space.db)
+    run = asyncio.run(plane.start_run(space.domain, "commcare_sync", False))
+    pid = conn.execute("SELECT pid FROM data_explorer.runs WHERE run_id = %s", (run.run_id,)).fetchone()[0]
+    deadline = time.monotonic() + 120
+    while conn.execute("SELECT phase FROM data_explorer.runs WHERE run_id = %s", (run.run_id,)).fetchone()[0] != "Succeeded":
+        assert time.monotonic() < deadline
+        time.sleep(0.2)
+    time.sleep(1)
+    asyncio.run(plane.maintain())
+    with pytest.raises(psutil.NoSuchProcess):
+        psutil.Process(pid).status()

@@ -6,14 +6,14 @@ from typing import Annotated
 from mcp.server.mcpserver import Context
 from pydantic import Field
 
-from data_explorer.control.states import begin_teardown
+from data_explorer.control.base import Conflict
+from data_explorer.control.lifecycle import teardown
 from data_explorer.mcp_gateway.calls import Outcome, current
 from data_explorer.mcp_gateway.envelope import ToolFailure
 from data_explorer.mcp_gateway.models import TeardownData, TenantList, TenantStatus
 from data_explorer.mcp_gateway.tools.shared import TenantArg, VerboseArg, run_summary
 from data_explorer.warehouse.catalog import schema_exists
 from data_explorer.warehouse.naming import InvalidDomain, TenantNames
-from data_explorer.warehouse.provisioning import teardown_tenant
 from data_explorer.warehouse.tenant_state import latest_run, tenant_row, unfinished_run
 
 
@@ -78,14 +78,9 @@ async def teardown_schema(
             "VALIDATION_ERROR",
             f"teardown drops every table of {names.domain!r} and its database roles; call again with confirm=true",
         )
-    active = await gateway.db_call(unfinished_run, gateway.control, names.domain)
-    if active:
-        raise ToolFailure(
-            "CONFLICT",
-            f"run {active['run_id']} of {names.domain!r} is in progress: cancel_materialization it first",
-            {"run_id": str(active["run_id"])},
-        )
     await gateway.forget_tenant(names.domain)
-    await gateway.db_call(begin_teardown, gateway.control, names.domain)
-    dropped = await gateway.db_call(teardown_tenant, names, gateway.control)
+    try:
+        dropped = await gateway.db_call(teardown, gateway.control, names)
+    except Conflict as exc:
+        raise ToolFailure("CONFLICT", str(exc), exc.detail) from None
     return Outcome(TeardownData(tenant_id=names.domain, dropped=dropped, metadata_kept=True), names)

@@ -1,0 +1,47 @@
+"""The tenant lock: one PostgreSQL session advisory lock per tenant.
+
+A runner holds it for its whole run; teardown (by the tool or the idle sweep)
+holds it while dropping. Being a session lock, it is released by PostgreSQL
+when the holder's connection ends, so a killed runner never leaves it behind.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import time
+from typing import Iterator
+
+import psycopg
+
+RUN_LOCK_CLASS = 0x6465  # key space: (class, hashtext(domain))
+
+
+def try_lock(conn: psycopg.Connection, domain: str) -> bool:
+    return conn.execute("SELECT pg_try_advisory_lock(%s, hashtext(%s))", (RUN_LOCK_CLASS, domain)).fetchone()[0]
+
+
+def unlock(conn: psycopg.Connection, domain: str) -> None:
+    conn.execute("SELECT pg_advisory_unlock(%s, hashtext(%s))", (RUN_LOCK_CLASS, domain))
+
+
+@contextlib.contextmanager
+def tenant_lock(conn: psycopg.Connection, domain: str, *, wait: float = 0.0) -> Iterator[bool]:
+    """Hold the tenant's lock on ``conn`` (autocommit) for the block; yields False if it could not be had."""
+    deadline = time.monotonic() + wait
+    got = try_lock(conn, domain)
+    while not got and time.monotonic() < deadline:
+        time.sleep(0.2)
+        got = try_lock(conn, domain)
+    try:
+        yield got
+    finally:
+        if got and not conn.closed:
+            unlock(conn, domain)
+
+
+def held_by_someone(conn: psycopg.Connection, domain: str) -> bool:
+    """Whether some session holds the tenant's lock (a runner is alive), without keeping it."""
+    if try_lock(conn, domain):
+        unlock(conn, domain)
+        return False
+    return True
