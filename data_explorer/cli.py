@@ -57,7 +57,19 @@ def cmd_serve(args: argparse.Namespace) -> int:
 def cmd_runner(args: argparse.Namespace) -> int:
     from data_explorer.pipelines.worker import run_worker
 
-    return run_worker(args.run_id)
+    return run_worker(args.run_id, args.kubernetes_run)
+
+
+def cmd_operator(args: argparse.Namespace) -> int:
+    from data_explorer.operator.main import run_operator
+
+    return run_operator(load_settings(), liveness=args.liveness)
+
+
+def cmd_egress_proxy(args: argparse.Namespace) -> int:
+    from data_explorer.egress_proxy import run_from_args
+
+    return run_from_args(args)
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
@@ -142,7 +154,32 @@ def build_parser() -> argparse.ArgumentParser:
         "Reports progress to the run's row; exits 0 when it succeeded.",
     )
     runner.add_argument("--run-id", required=True, help="the run to carry out")
+    runner.add_argument("--kubernetes-run", metavar="NAMESPACE/NAME",
+                        help="also patch this MaterializationRun's status (in a runner Job)")
     runner.set_defaults(func=cmd_runner)
+
+    operator = commands.add_parser(
+        "operator",
+        help="run the Kubernetes operator (TenantSchema and MaterializationRun)",
+        description="Reconcile TenantSchema (provision schema and roles) and MaterializationRun (one Job per run) "
+        "resources in DATA_EXPLORER_NAMESPACE (default: the pod's namespace). Needs DATABASE_URL, "
+        "DATA_EXPLORER_SECRET_KEY and DATA_EXPLORER_RUNNER_IMAGE; see docs/kubernetes.md.",
+        epilog=settings_help(),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    operator.add_argument("--liveness", metavar="URL", help="serve a liveness probe, e.g. http://0.0.0.0:8080/healthz")
+    operator.set_defaults(func=cmd_operator)
+
+    proxy = commands.add_parser(
+        "egress-proxy",
+        help="run the egress proxy runner pods reach the CommCare API through",
+        description="A forward proxy (CONNECT and plain HTTP) that lets through only the hosts on its allow-list: "
+        "runner pods reach the CommCare API through it, and nothing else (docs/kubernetes.md says why).",
+    )
+    from data_explorer.egress_proxy import add_arguments as add_proxy_arguments
+
+    add_proxy_arguments(proxy)
+    proxy.set_defaults(func=cmd_egress_proxy)
 
     simulator = commands.add_parser(
         "simulator",

@@ -12,6 +12,7 @@ same way (see ``Settings.require_commcare``).
 from __future__ import annotations
 
 import os
+import re
 import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -85,6 +86,58 @@ def _bounded(low: int, high: int):
     return parse
 
 
+def _choice(*options: str):
+    def parse(value: str) -> str:
+        if value not in options:
+            raise ValueError("must be one of " + ", ".join(options))
+        return value
+
+    return parse
+
+
+_DNS_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$")
+
+
+def _dns_label(value: str) -> str:
+    if not _DNS_LABEL.match(value):
+        raise ValueError("must be a Kubernetes name: lower-case letters, digits and '-', at most 63 characters")
+    return value
+
+
+def _image(value: str) -> str:
+    if not re.match(r"^[A-Za-z0-9][A-Za-z0-9._/:@-]{0,254}$", value):
+        raise ValueError("must be a container image reference such as registry.example/data-explorer:0.1.0")
+    return value
+
+
+def _quantity(value: str) -> str:
+    if not re.match(r"^[0-9]+(\.[0-9]+)?(m|Ki|Mi|Gi|Ti|k|M|G|T)?$", value):
+        raise ValueError("must be a Kubernetes quantity such as 500m, 1, 512Mi or 2Gi")
+    return value
+
+
+def _labels(value: str) -> dict[str, str]:
+    labels = {}
+    for pair in value.split(","):
+        key, sep, val = pair.strip().partition("=")
+        if not sep or not re.match(r"^([a-z0-9.-]+/)?[A-Za-z0-9._-]{1,63}$", key) or not re.match(r"^[A-Za-z0-9._-]{0,63}$", val):
+            raise ValueError("must be labels as key=value,key=value")
+        labels[key] = val
+    return labels
+
+
+def _cidrs(value: str) -> tuple[str, ...]:
+    import ipaddress
+
+    out = []
+    for part in value.split(","):
+        try:
+            out.append(str(ipaddress.ip_network(part.strip(), strict=False)))
+        except ValueError:
+            raise ValueError(f"{part.strip()!r} is not a CIDR such as 10.0.0.0/16") from None
+    return tuple(out)
+
+
 @dataclass(frozen=True)
 class Setting:
     env: str
@@ -133,8 +186,21 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("DATA_EXPLORER_QUERY_MAX_ROWS", _bounded(1, 10_000), "Rows the query tool returns at most, unless a call asks for fewer or more (up to 10,000).", 500),
     Setting("DATA_EXPLORER_QUERY_MAX_BYTES", _bounded(1024, 64 * 1024 * 1024), "Bytes of result text the query tool returns at most.", 1024 * 1024),
     Setting("DATA_EXPLORER_QUERY_TIMEOUT", _positive_float, "Seconds a query may run before PostgreSQL stops it.", 30.0),
-    Setting("DATA_EXPLORER_SCHEMA_TTL_HOURS", _non_negative_float, "Hours a tenant schema may stay unused before the gateway tears it down (0: never).", 24.0),
+    Setting("DATA_EXPLORER_SCHEMA_TTL_HOURS", _non_negative_float, "Hours a tenant schema may stay unused before the gateway tears it down (0: never; on Kubernetes each TenantSchema's spec.ttl applies instead).", 24.0),
     Setting("DATA_EXPLORER_AUTH_CACHE_SECONDS", _non_negative_float, "Seconds the gateway trusts a caller's verified CommCare identity before asking CommCare again (0: every request).", 60.0),
+    Setting("DATA_EXPLORER_CONTROL_PLANE", _choice("local", "kubernetes"), "Where runs execute and their state lives: local (child processes, control tables) or kubernetes (MaterializationRun resources and Jobs).", "local"),
+    Setting("DATA_EXPLORER_NAMESPACE", _dns_label, "Kubernetes namespace of the TenantSchema and MaterializationRun resources (default: the pod's own namespace).", None),
+    Setting("DATA_EXPLORER_RUNNER_IMAGE", _image, "Container image the operator runs materialization Jobs from.", None),
+    Setting("DATA_EXPLORER_RUNNER_SERVICE_ACCOUNT", _dns_label, "ServiceAccount of runner pods (may only patch materializationruns/status).", "data-explorer-runner"),
+    Setting("DATA_EXPLORER_RUNNER_SECRET", _dns_label, "Secret holding DATABASE_URL and DATA_EXPLORER_SECRET_KEY for runner pods, read by secretKeyRef.", "data-explorer-database"),
+    Setting("DATA_EXPLORER_RUNNER_TTL_SECONDS", _bounded(0, 7 * 86400), "Seconds a finished runner Job is kept (ttlSecondsAfterFinished).", 3600),
+    Setting("DATA_EXPLORER_RUNNER_MEMORY", _quantity, "Memory limit of runner pods.", "1Gi"),
+    Setting("DATA_EXPLORER_RUNNER_CPU", _quantity, "CPU limit of runner pods.", "1"),
+    Setting("DATA_EXPLORER_EGRESS_PROXY_URL", _url, "Egress proxy runner pods reach the CommCare API through (HTTPS_PROXY).", None),
+    Setting("DATA_EXPLORER_EGRESS_PROXY_LABELS", _labels, "Pod labels of the egress proxy, k=v,k=v: the runner NetworkPolicy allows egress to those pods only.", None),
+    Setting("DATA_EXPLORER_POSTGRES_CIDRS", _cidrs, "Comma-separated CIDRs where PostgreSQL is: the runner NetworkPolicy allows egress there.", None),
+    Setting("DATA_EXPLORER_POSTGRES_PORT", _bounded(1, 65535), "PostgreSQL port the runner NetworkPolicy allows.", 5432),
+    Setting("DATA_EXPLORER_KUBERNETES_API_CIDRS", _cidrs, "Comma-separated CIDRs of the Kubernetes API server: the runner NetworkPolicy allows egress there, for status patches.", None),
 )
 
 _BY_ENV = {s.env: s for s in SETTINGS}

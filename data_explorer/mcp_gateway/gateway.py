@@ -56,6 +56,8 @@ class Gateway:
             role, password = ensure_audit_login(conn, self.control, settings.role_prefix, self.box)
         self._audit_dsn = reader_conninfo(db.dsn, role, password)
         self.ttl_seconds: float | None = settings["DATA_EXPLORER_SCHEMA_TTL_HOURS"] * 3600 or None  # 0: never expire
+        if settings["DATA_EXPLORER_CONTROL_PLANE"] == "kubernetes":
+            self.ttl_seconds = None  # each TenantSchema's spec.ttl rules there, applied by the operator
 
     @property
     def control(self) -> str:

@@ -98,11 +98,21 @@ def _caller(identity: Any, transport: str) -> Caller | None:
     return Caller(identity.username, tuple(identity.domains), identity.credential, transport)
 
 
+def make_control_plane(settings: Settings, db: Database, store):
+    """Local (child processes) by default; MaterializationRun resources with DATA_EXPLORER_CONTROL_PLANE=kubernetes."""
+    if settings["DATA_EXPLORER_CONTROL_PLANE"] == "kubernetes":
+        from data_explorer.control.kubernetes import KubernetesControlPlane
+        from data_explorer.kube.api import KubeApi, current_namespace
+
+        return KubernetesControlPlane(KubeApi.from_environment(), current_namespace(settings))
+    return LocalControlPlane(settings, db, store_credential=store)
+
+
 def make_gateway(settings: Settings, db: Database, transport: str, identify) -> Gateway:
     def store(conn, run_id, credential):
         store_run_credential(conn, settings.control_schema, run_id, credential, gateway.box)
 
-    control_plane = LocalControlPlane(settings, db, store_credential=store)
+    control_plane = make_control_plane(settings, db, store)
     executor = QueryExecutor(
         db.dsn,
         max_rows=settings["DATA_EXPLORER_QUERY_MAX_ROWS"],

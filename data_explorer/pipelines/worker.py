@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import sys
 import uuid
 
@@ -18,7 +19,21 @@ from data_explorer.warehouse.runs import finish_run, get_run
 from data_explorer.warehouse.secrets import SecretBox
 
 
-def run_worker(run_id: str) -> int:
+def _resource_reporters(kubernetes_run: str | None) -> tuple:
+    """On Kubernetes the run's MaterializationRun status is patched as well as its row."""
+    if not kubernetes_run:
+        return ()
+    from data_explorer.kube.api import KubeApi
+    from data_explorer.kube.reporter import ResourceStatusReporter
+
+    namespace, _, name = kubernetes_run.partition("/")
+    return (ResourceStatusReporter(KubeApi.from_environment(), namespace, name),)
+
+
+def run_worker(run_id: str, kubernetes_run: str | None = None) -> int:
+    if kubernetes_run is not None and not re.fullmatch(r"[a-z0-9-]{1,63}/[a-z0-9]([-a-z0-9.]{0,251}[a-z0-9])?", kubernetes_run):
+        print(f"data-explorer runner: --kubernetes-run {kubernetes_run!r} must be NAMESPACE/NAME", file=sys.stderr)
+        return 2
     try:
         run_id = str(uuid.UUID(run_id))
     except ValueError:
@@ -44,7 +59,8 @@ def run_worker(run_id: str) -> int:
                 store_run_credential(conn, settings.control_schema, run_id, renewed, box)
 
         try:
-            status = materialize(settings, db, request, credential=credential, on_refresh=keep_refreshed if credential else None)
+            status = materialize(settings, db, request, extra_reporters=_resource_reporters(kubernetes_run),
+                                 credential=credential, on_refresh=keep_refreshed if credential else None)
         except Exception as exc:  # refused before its phases began: the run's row says why
             code, message = getattr(exc, "code", None) or "INTERNAL_ERROR", first_line(exc)
             with db.connect(autocommit=True) as conn:

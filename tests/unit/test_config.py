@@ -85,3 +85,32 @@ def test_the_configuration_doc_lists_every_setting():
     doc = (Path(__file__).resolve().parents[2] / "docs" / "configuration.md").read_text()
     for setting in SETTINGS:
         assert f"| `{setting.env}` | {setting.help} |" in doc, setting.env
+
+
+import pytest as _pytest  # noqa: E402
+
+
+@_pytest.mark.parametrize("env, value, words", [
+    ("DATA_EXPLORER_CONTROL_PLANE", "cloud", "local, kubernetes"),
+    ("DATA_EXPLORER_NAMESPACE", "Not_A_Name", "Kubernetes name"),
+    ("DATA_EXPLORER_RUNNER_MEMORY", "lots", "quantity"),
+    ("DATA_EXPLORER_EGRESS_PROXY_LABELS", "app", "key=value"),
+    ("DATA_EXPLORER_POSTGRES_CIDRS", "10.0.0.0/8,nowhere", "'nowhere' is not a CIDR"),
+    ("DATA_EXPLORER_RUNNER_IMAGE", "has spaces:1", "image reference"),
+])
+def test_kubernetes_settings_are_checked_by_name(tmp_path, env, value, words):
+    from data_explorer.config import SettingsError, load_settings
+
+    with _pytest.raises(SettingsError) as err:
+        load_settings({"DATA_EXPLORER_HOME": str(tmp_path), env: value})
+    assert env in str(err.value) and words in str(err.value)
+
+
+def test_kubernetes_settings_parse():
+    from data_explorer.config import load_settings
+
+    settings = load_settings({"DATA_EXPLORER_EGRESS_PROXY_LABELS": "app.kubernetes.io/component=egress-proxy, tier=edge",
+                              "DATA_EXPLORER_POSTGRES_CIDRS": "10.0.0.5, 10.1.0.0/16"})
+    assert settings["DATA_EXPLORER_EGRESS_PROXY_LABELS"] == {"app.kubernetes.io/component": "egress-proxy", "tier": "edge"}
+    assert settings["DATA_EXPLORER_POSTGRES_CIDRS"] == ("10.0.0.5/32", "10.1.0.0/16")
+    assert settings["DATA_EXPLORER_CONTROL_PLANE"] == "local"
