@@ -32,10 +32,17 @@ class OperatorContext:
     # The phase each resource (by uid) was last announced in, so every transition gets one Event.
     _announced: dict[str, str] = field(default_factory=dict)
     _lock: threading.Lock = field(default_factory=threading.Lock)
+    _serials: dict[str, threading.Lock] = field(default_factory=dict)
 
     @property
     def control(self) -> str:
         return self.settings.control_schema
+
+    def serial(self, key: str) -> threading.Lock:
+        """The lock that keeps reconcile passes of one resource from overlapping (kopf runs a
+        resource's change handlers and its timer concurrently, each in a thread)."""
+        with self._lock:
+            return self._serials.setdefault(key, threading.Lock())
 
     def write_status(self, resource: Resource, body: dict[str, Any], status: dict[str, Any], reason_prefix: str) -> dict[str, Any]:
         """Patch what changed in a resource's status (None values left out) and announce a new phase."""

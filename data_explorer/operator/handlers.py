@@ -10,7 +10,7 @@ import kopf
 import psycopg
 
 from data_explorer.kube.api import KubeError
-from data_explorer.kube.resources import GROUP, VERSION
+from data_explorer.kube.resources import GROUP, MATERIALIZATION_RUNS, TENANT_SCHEMAS, VERSION, Resource
 from data_explorer.operator.context import OperatorContext
 from data_explorer.operator.runs import delete_run, reconcile_run
 from data_explorer.operator.tenants import Retry, delete_tenant, expire_if_idle, reconcile_tenant
@@ -24,10 +24,16 @@ TENANTS = (GROUP, VERSION, "tenantschemas")
 RUNS = (GROUP, VERSION, "materializationruns")
 
 
-def _guarded(fn: Callable[[OperatorContext, dict[str, Any]], Any], ctx: OperatorContext, body: Any) -> Any:
-    """Run a reconcile step; what may pass (API or database trouble) becomes a retry."""
+def _guarded(fn: Callable[[OperatorContext, dict[str, Any]], Any], ctx: OperatorContext, body: Any, resource: Resource) -> Any:
+    """Run a reconcile step on the resource's latest state, one pass at a time per resource;
+    what may pass (API or database trouble) becomes a retry."""
+    plain = _plain(body)
+    meta = plain.get("metadata") or {}
     try:
-        return fn(ctx, _plain(body))
+        with ctx.serial(str(meta.get("uid") or meta.get("name"))):
+            # the body kopf hands over may predate the previous pass's status patch
+            latest = ctx.kube.get(resource, meta["namespace"], meta["name"])
+            return fn(ctx, latest if latest is not None else plain)
     except Retry as exc:
         raise kopf.TemporaryError(str(exc), delay=exc.delay) from None
     except (KubeError, psycopg.OperationalError, DatabaseUnavailable) as exc:
@@ -68,30 +74,30 @@ def build_registry(ctx: OperatorContext, *, login: Callable[..., Any] | None = N
     @kopf.on.resume(*TENANTS, registry=registry)
     @kopf.on.update(*TENANTS, registry=registry)
     def tenant_changed(body: Any, **_: Any) -> None:
-        _guarded(reconcile_tenant, ctx, body)
+        _guarded(reconcile_tenant, ctx, body, TENANT_SCHEMAS)
 
     @kopf.timer(*TENANTS, interval=ctx.tenant_interval, initial_delay=ctx.tenant_interval, registry=registry)
     def tenant_check(body: Any, **_: Any) -> None:
-        if not _guarded(expire_if_idle, ctx, body):
-            _guarded(reconcile_tenant, ctx, body)
+        if not _guarded(expire_if_idle, ctx, body, TENANT_SCHEMAS):
+            _guarded(reconcile_tenant, ctx, body, TENANT_SCHEMAS)
 
     @kopf.on.delete(*TENANTS, registry=registry)
     def tenant_deleted(body: Any, **_: Any) -> None:
-        _guarded(delete_tenant, ctx, body)
+        _guarded(delete_tenant, ctx, body, TENANT_SCHEMAS)
 
     @kopf.on.create(*RUNS, registry=registry)
     @kopf.on.resume(*RUNS, registry=registry)
     @kopf.on.update(*RUNS, registry=registry)
     def run_changed(body: Any, **_: Any) -> None:
-        _guarded(reconcile_run, ctx, body)
+        _guarded(reconcile_run, ctx, body, MATERIALIZATION_RUNS)
 
     @kopf.timer(*RUNS, interval=ctx.run_interval, when=_unfinished_run, registry=registry)
     def run_check(body: Any, **_: Any) -> None:
-        _guarded(reconcile_run, ctx, body)
+        _guarded(reconcile_run, ctx, body, MATERIALIZATION_RUNS)
 
     @kopf.on.delete(*RUNS, registry=registry)
     def run_deleted(body: Any, **_: Any) -> None:
-        _guarded(delete_run, ctx, body)
+        _guarded(delete_run, ctx, body, MATERIALIZATION_RUNS)
 
     def seen(prefix: str):
         def handler(body: Any, type: str | None = None, **_: Any) -> None:

@@ -3,44 +3,15 @@ exactly as it was, and the next run completes with exact counts."""
 
 from __future__ import annotations
 
-import os
 import signal
-import subprocess
-import sys
 import time
 
 import pytest
+from run_helpers import kill as _kill
+from run_helpers import spawn as _spawn
+from run_helpers import wait_for as _wait_for
 
 pytestmark = pytest.mark.slow
-
-
-def _spawn(space, **env) -> subprocess.Popen:
-    settings_env = {**os.environ, **{k: str(v) for k, v in space.settings(**env).values.items() if v is not None}}
-    for key in ("DATA_EXPLORER_PIPELINES_DIR", "DATA_EXPLORER_DBT_PROJECT_DIR"):
-        settings_env[key] = str(settings_env[key])
-    return subprocess.Popen(
-        [sys.executable, "-m", "data_explorer.cli", "materialize", "--domain", space.domain],
-        env=settings_env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-    )
-
-
-def _wait_for(conn, domain, predicate, proc, timeout=120.0):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        row = conn.execute(
-            "SELECT run_id, phase, phases FROM data_explorer.runs WHERE domain = %s ORDER BY created_at DESC LIMIT 1", (domain,)
-        ).fetchone()
-        if row and predicate(row[1], row[2]):
-            return row[0]
-        if proc.poll() is not None:
-            raise AssertionError(f"the runner ended before the kill point:\n{proc.stdout.read()}")
-        time.sleep(0.05)
-    raise AssertionError("the kill point was never reached")
-
-
-def _kill(proc):
-    proc.send_signal(signal.SIGKILL)
-    proc.wait(timeout=30)
 
 
 def _loading_cases(phase, phases):

@@ -134,7 +134,14 @@ def test_finished_runners_are_collected_not_left_as_zombies(space, conn):
     while conn.execute("SELECT phase FROM data_explorer.runs WHERE run_id = %s", (run.run_id,)).fetchone()[0] != "Succeeded":
         assert time.monotonic() < deadline
         time.sleep(0.2)
-    time.sleep(1)
+    while True:  # it recorded its end; give it time to exit (dbt's clean-up, a loaded machine)
+        try:
+            if psutil.Process(pid).status() == psutil.STATUS_ZOMBIE:
+                break
+        except psutil.NoSuchProcess:
+            raise AssertionError("the runner vanished before maintain(): something else collected it") from None
+        assert time.monotonic() < deadline, "the runner did not exit after recording its end"
+        time.sleep(0.2)
     asyncio.run(plane.maintain())
     with pytest.raises(psutil.NoSuchProcess):
         psutil.Process(pid).status()

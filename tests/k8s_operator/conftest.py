@@ -9,8 +9,8 @@ the Job controller by patching Job status themselves.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
+import threading
 import uuid
 from typing import Any
 
@@ -131,10 +131,13 @@ def operator_settings(make_settings):
 
 
 class OperatorHandle:
+    """The operator in a thread with its own event loop, as in a pod: the emulator keeps this
+    test's loop, and stopping the operator never touches the test's tasks."""
+
     def __init__(self, cluster: Cluster, settings, db):
         self.cluster, self.settings, self.db = cluster, settings, db
-        self.task: asyncio.Task | None = None
-        self.stop_flag: asyncio.Event | None = None
+        self.thread: threading.Thread | None = None
+        self.stop_flag: threading.Event | None = None
         self.ctx = None
 
     async def start(self, run_interval: float = 0.3, tenant_interval: float = 0.5) -> None:
@@ -151,19 +154,24 @@ class OperatorHandle:
             SecretBox.from_settings(self.settings), run_interval=run_interval, tenant_interval=tenant_interval,
         )
         registry = build_registry(self.ctx, login=lambda **_: kopf.ConnectionInfo(server=url, insecure=True))
-        self.stop_flag, ready = asyncio.Event(), asyncio.Event()
-        self.task = asyncio.create_task(kopf.operator(
-            registry=registry, standalone=True, namespaces=[NS], stop_flag=self.stop_flag, ready_flag=ready,
-        ))
-        await asyncio.wait_for(ready.wait(), 10)
+        self.stop_flag, ready = threading.Event(), threading.Event()
+        self.thread = threading.Thread(
+            target=lambda: asyncio.run(kopf.operator(
+                registry=registry, standalone=True, namespaces=[NS], stop_flag=self.stop_flag, ready_flag=ready,
+            )),
+            name="operator", daemon=True,
+        )
+        self.thread.start()
+        assert await asyncio.to_thread(ready.wait, 15), "the operator did not start"
 
     async def stop(self) -> None:
-        if self.task is None:
+        if self.thread is None:
             return
         self.stop_flag.set()
-        with contextlib.suppress(asyncio.CancelledError, asyncio.TimeoutError):
-            await asyncio.wait_for(self.task, 10)
-        self.task = None
+        await asyncio.to_thread(self.thread.join, 20)
+        if self.thread.is_alive():
+            logging.getLogger(__name__).warning("the operator thread did not stop within 20 s; left to die with the process")
+        self.thread = None
         self.ctx.kube.close()
 
 
