@@ -7,21 +7,22 @@ import logging
 import time
 from typing import Any, Awaitable, Callable
 
-import psycopg
 
 from data_explorer.config import Settings
 from data_explorer.control.base import ControlPlane
 from data_explorer.control.base import Conflict
 from data_explorer.control.lifecycle import teardown
 from data_explorer.mcp_gateway.calls import Caller, Outcome, ToolCall
+from data_explorer.mcp_gateway.audit_writer import AuditWriter
 from data_explorer.mcp_gateway.envelope import ToolFailure
 from data_explorer.pipelines.registry import Registry
-from data_explorer.warehouse.audit import AuditEntry, record_call
+from data_explorer.warehouse.audit import AuditEntry
+from data_explorer.warehouse.catalog import schema_exists
 from data_explorer.warehouse.credentials import purge_finished_credentials
 from data_explorer.warehouse.control_tables import ensure_control_tables
 from data_explorer.warehouse.database import Database
 from data_explorer.warehouse.service_roles import ensure_audit_login
-from data_explorer.warehouse.tenant_login import reader_conninfo
+from data_explorer.warehouse.tenant_login import reader_conninfo, reader_login
 from data_explorer.warehouse.secrets import SecretBox
 from data_explorer.warehouse.naming import TenantNames
 from data_explorer.warehouse.tenant_state import idle_tenants, touch_tenant
@@ -30,6 +31,7 @@ log = logging.getLogger(__name__)
 
 TOUCH_INTERVAL = 60.0  # seconds between last_used_at updates of one tenant
 MAINTENANCE_INTERVAL = 5.0
+LOGIN_CACHE_SECONDS = 30.0  # a tenant's reader login, between lookups
 
 
 class Gateway:
@@ -54,7 +56,8 @@ class Gateway:
         with db.connect(autocommit=True) as conn:
             ensure_control_tables(conn, self.control)
             role, password = ensure_audit_login(conn, self.control, settings.role_prefix, self.box)
-        self._audit_dsn = reader_conninfo(db.dsn, role, password)
+        self._audit = AuditWriter(reader_conninfo(db.dsn, role, password), self.control)
+        self._logins: dict[str, tuple[float, tuple[str, str, str] | None]] = {}
         self.ttl_seconds: float | None = settings["DATA_EXPLORER_SCHEMA_TTL_HOURS"] * 3600 or None  # 0: never expire
         if settings["DATA_EXPLORER_CONTROL_PLANE"] == "kubernetes":
             self.ttl_seconds = None  # each TenantSchema's spec.ttl rules there, applied by the operator
@@ -104,13 +107,30 @@ class Gateway:
             transport=self.transport,
         )
         try:
-            async with await psycopg.AsyncConnection.connect(self._audit_dsn, autocommit=True) as conn:
-                await record_call(conn, self.control, entry)
+            await self._audit.write(entry)
         except Exception:
             log.exception("could not write the audit row of a %s call", tool)
 
+    async def reader_login(self, domain: str, schema: str) -> tuple[str, str, str] | None:
+        """(schema, reader role, password) while the tenant has published data, else None. Kept for
+        LOGIN_CACHE_SECONDS: looking it up on every query cost a connection per call."""
+        now = time.monotonic()
+        cached = self._logins.get(domain)
+        if cached and cached[0] > now and cached[1] is not None:
+            return cached[1]
+
+        def lookup(conn):
+            if not schema_exists(conn, schema):
+                return None
+            return reader_login(conn, self.control, domain, self.box)
+
+        found = await self.db_call(lookup)
+        self._logins[domain] = (now + LOGIN_CACHE_SECONDS, found)
+        return found
+
     async def forget_tenant(self, domain: str) -> None:
-        """Close the tenant's query sessions (before its roles are dropped)."""
+        """Close the tenant's query sessions (before its roles are dropped) and forget its login."""
+        self._logins.pop(domain, None)
         await self.executor.forget(domain)
 
     async def sweep_once(self) -> list[str]:
@@ -154,5 +174,6 @@ class Gateway:
             await asyncio.sleep(interval)
 
     async def close(self) -> None:
+        await self._audit.close()
         await self.executor.close()
         await self.control_plane.close()

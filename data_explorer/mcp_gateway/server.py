@@ -118,6 +118,7 @@ def make_gateway(settings: Settings, db: Database, transport: str, identify) -> 
         max_rows=settings["DATA_EXPLORER_QUERY_MAX_ROWS"],
         max_bytes=settings["DATA_EXPLORER_QUERY_MAX_BYTES"],
         statement_timeout=settings["DATA_EXPLORER_QUERY_TIMEOUT"],
+        pool_size=settings["DATA_EXPLORER_QUERY_SESSIONS"],
     )
     gateway = Gateway(settings, db, control_plane, executor, identify, transport)
     return gateway

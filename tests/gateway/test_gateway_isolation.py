@@ -144,7 +144,7 @@ async def test_the_gateway_writes_audit_rows_as_a_role_that_cannot_change_them(w
 
     async with http_client(http_gateway.url, world.key()) as client:
         envelope(await client.call_tool("list_tenants", {}))
-    with psycopg.connect(http_gateway.gateway._audit_dsn, autocommit=True) as audit:
+    with psycopg.connect(http_gateway.gateway._audit.conninfo, autocommit=True) as audit:
         assert audit.execute("SELECT count(*) FROM data_explorer.audit_log").fetchone()[0] > 0
         for statement in ("UPDATE data_explorer.audit_log SET tool = 'x'", "DELETE FROM data_explorer.audit_log",
                           "TRUNCATE data_explorer.audit_log", "ALTER TABLE data_explorer.audit_log DISABLE TRIGGER ALL",

@@ -10,8 +10,6 @@ from data_explorer.mcp_gateway.envelope import ERROR_CODES, ToolFailure
 from data_explorer.mcp_gateway.models import QueryData
 from data_explorer.mcp_gateway.tools.shared import TenantArg
 from data_explorer.warehouse import query as query_path
-from data_explorer.warehouse.catalog import schema_exists
-from data_explorer.warehouse.tenant_login import reader_login
 
 MAX_SQL_CHARS = 100_000
 
@@ -26,12 +24,7 @@ async def query(
     names = call.tenant(tenant)
     gateway = call.gateway
 
-    def login(conn):
-        if not schema_exists(conn, names.schema):
-            return None
-        return reader_login(conn, gateway.control, names.domain, gateway.box)
-
-    found = await gateway.db_call(login)
+    found = await gateway.reader_login(names.domain, names.schema)
     if found is None:
         raise ToolFailure(
             "NO_DATA", f"{names.domain!r} has no published data yet: call run_materialization(tenant='{names.domain}') first"
