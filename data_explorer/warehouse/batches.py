@@ -4,16 +4,22 @@ Callers run this inside the transaction that also writes the checkpoint. Rows
 repeated within a batch (the Case API may return a record twice during a pull)
 are collapsed to their last occurrence before COPY, because an upsert cannot
 touch the same row twice in one statement.
+
+A stage is a temporary table created once per connection and emptied by every
+commit or rollback (``ON COMMIT DELETE ROWS``), so a batch costs no DDL; each
+table is therefore written at most once per transaction, and never in autocommit.
 """
 
 from __future__ import annotations
 
-from typing import Iterable, Sequence
+from dataclasses import dataclass
+from typing import Collection, Iterable, Sequence
 
 import psycopg
 from psycopg import sql
 
 from data_explorer.pipelines.registry import Table
+from data_explorer.warehouse.copy_text import copy_text
 
 
 def dedupe_last(rows: Iterable[Sequence], key_positions: Sequence[int]) -> list[Sequence]:
@@ -26,8 +32,88 @@ def dedupe_last(rows: Iterable[Sequence], key_positions: Sequence[int]) -> list[
     return list(latest.values())
 
 
-def _stage_name(table: Table) -> str:
-    return f"_stage_{table.name}"
+def _stage(table: Table) -> sql.Identifier:
+    return sql.Identifier(f"_stage_{table.name}")
+
+
+def _columns(names: Sequence[str]) -> sql.Composable:
+    return sql.SQL(", ").join(map(sql.Identifier, names))
+
+
+def prefer_lz4(conn: psycopg.Connection) -> None:
+    """Compress large values (form trees) with lz4 when the server has it: several times cheaper than pglz.
+
+    Set for the session; values already stored keep their method, and reading handles both.
+    """
+    row = conn.execute("SELECT 'lz4' = ANY(enumvals) FROM pg_settings WHERE name = 'default_toast_compression'").fetchone()
+    if row and row[0]:
+        conn.execute("SET default_toast_compression = 'lz4'")
+
+
+def create_stage(conn: psycopg.Connection, raw_schema: str, table: Table, names: Sequence[str]) -> None:
+    """The table's stage with the columns ``names`` and ``_generation``, if this connection has none yet."""
+    conn.execute(
+        sql.SQL("CREATE TEMP TABLE IF NOT EXISTS {} ON COMMIT DELETE ROWS AS SELECT {}, _generation FROM {}.{} WITH NO DATA").format(
+            _stage(table), _columns(names), sql.Identifier(raw_schema), sql.Identifier(table.name)
+        )
+    )
+
+
+@dataclass(frozen=True)
+class StagedRows:
+    """One table's rows of a batch, repeats collapsed, as COPY text (with their generation) ready to send."""
+
+    count: int
+    data: bytes
+    leading_keys: list  # the distinct values of the first primary-key column
+
+
+def stage_rows(table: Table, names: Sequence[str], rows: Sequence[Sequence], generation: int) -> StagedRows:
+    """Pure, so it can run ahead in another thread; UnicodeEncodeError for text PostgreSQL cannot take."""
+    positions = [names.index(k) for k in table.primary_key]
+    rows = dedupe_last(rows, positions)
+    return StagedRows(len(rows), copy_text([(*row, generation) for row in rows]), list({row[positions[0]]: None for row in rows}))
+
+
+def copy_rows(
+    conn: psycopg.Connection, raw_schema: str, table: Table, names: Sequence[str], staged: StagedRows,
+    cleared: Collection = (),
+) -> bool:
+    """COPY the rows; True when they went to the stage and ``merge_stage`` must upsert them.
+
+    When no row of the table shares even the first key column with them (a first load, or children
+    whose rows were just deleted: ``cleared`` holds those leading keys), nothing can conflict: they go
+    straight into the table, which saves PostgreSQL writing them twice.
+    """
+    ident = sql.Identifier
+    target = sql.SQL("{}.{}").format(ident(raw_schema), ident(table.name))
+    clash = not set(staged.leading_keys).issubset(cleared) and conn.execute(
+        sql.SQL("SELECT EXISTS (SELECT FROM {} WHERE {} = ANY(%s))").format(target, ident(table.primary_key[0])),
+        (staged.leading_keys,),
+        prepare=False,  # planned for the table as it is now: a plan kept from when it was empty would scan it all
+    ).fetchone()[0]
+    into = _stage(table) if clash else target
+    with conn.cursor().copy(sql.SQL("COPY {} ({}, _generation) FROM STDIN").format(into, _columns(names))) as copy:
+        copy.write(staged.data)
+    return clash
+
+
+def merge_stage(conn: psycopg.Connection, raw_schema: str, table: Table, names: Sequence[str]) -> None:
+    """Upsert the staged rows into the raw table by primary key."""
+    ident = sql.Identifier
+    updates = [n for n in names if n not in table.primary_key] + ["_generation"]
+    conn.execute(
+        sql.SQL(
+            "INSERT INTO {target} ({cols}, _generation, _loaded_at) SELECT {cols}, _generation, now() FROM {stage} "
+            "ON CONFLICT ({pk}) DO UPDATE SET {sets}, _loaded_at = now()"
+        ).format(
+            target=sql.SQL("{}.{}").format(ident(raw_schema), ident(table.name)),
+            cols=_columns(names),
+            stage=_stage(table),
+            pk=_columns(table.primary_key),
+            sets=sql.SQL(", ").join(sql.SQL("{0} = EXCLUDED.{0}").format(ident(n)) for n in updates),
+        )
+    )
 
 
 def upsert_rows(
@@ -36,35 +122,11 @@ def upsert_rows(
     """COPY rows whose values are in the order of ``names`` and upsert them; return rows written."""
     if not rows:
         return 0
-    ident = sql.Identifier
-    key_positions = [names.index(k) for k in table.primary_key]
-    rows = dedupe_last(rows, key_positions)
-    stage = ident(_stage_name(table))
-    column_list = sql.SQL(", ").join(map(ident, names))
-    conn.execute(
-        sql.SQL(
-            "CREATE TEMP TABLE IF NOT EXISTS {} AS SELECT {} FROM {}.{} WITH NO DATA"
-        ).format(stage, column_list, ident(raw_schema), ident(table.name))
-    )
-    conn.execute(sql.SQL("TRUNCATE {}").format(stage))
-    with conn.cursor().copy(sql.SQL("COPY {} ({}) FROM STDIN").format(stage, column_list)) as copy:
-        for row in rows:
-            copy.write_row(row)
-    updates = [n for n in names if n not in table.primary_key] + ["_generation"]
-    conn.execute(
-        sql.SQL(
-            "INSERT INTO {target} ({cols}, _generation, _loaded_at) SELECT {cols}, %s, now() FROM {stage} "
-            "ON CONFLICT ({pk}) DO UPDATE SET {sets}, _loaded_at = now()"
-        ).format(
-            target=sql.SQL("{}.{}").format(ident(raw_schema), ident(table.name)),
-            cols=column_list,
-            stage=stage,
-            pk=sql.SQL(", ").join(map(ident, table.primary_key)),
-            sets=sql.SQL(", ").join(sql.SQL("{0} = EXCLUDED.{0}").format(ident(n)) for n in updates),
-        ),
-        (generation,),
-    )
-    return len(rows)
+    create_stage(conn, raw_schema, table, names)
+    staged = stage_rows(table, names, rows, generation)
+    if copy_rows(conn, raw_schema, table, names, staged):
+        merge_stage(conn, raw_schema, table, names)
+    return staged.count
 
 
 def delete_children(conn: psycopg.Connection, raw_schema: str, table: Table, parent_keys: Sequence[str]) -> None:

@@ -34,6 +34,7 @@ from data_explorer.loaders.commcare.credentials import (
     TokenExpired,
     refresh_oauth,
 )
+from data_explorer.loaders import json_codec
 from data_explorer.loaders.errors import (
     AuthError,
     Cancelled,
@@ -159,7 +160,10 @@ class CommCareClient:
         self.requests += 1
         authorization = self._authorization()
         try:
-            response = self._http.get(url, params=params, headers={"Authorization": authorization})
+            # streamed, so the body is ours alone: httpx keeps a read response in reference cycles, and
+            # a cached body would then live until the cyclic collector runs
+            with self._http.stream("GET", url, params=params, headers={"Authorization": authorization}) as response:
+                body = b"".join(response.iter_bytes())
         except httpx.TimeoutException:
             raise TransientError("request timed out") from None
         except httpx.TransportError as exc:
@@ -175,9 +179,9 @@ class CommCareClient:
         if status >= 500:
             raise TransientError(f"server error (HTTP {status})")
         if status != 200:
-            raise RequestRejected(f"{what}: CommCare answered HTTP {status}: {_snippet(response.content)}")
+            raise RequestRejected(f"{what}: CommCare answered HTTP {status}: {_snippet(body)}")
         self._worked = True
-        return self._decode(response, what)
+        return self._decode(body, response.headers.get("Content-Type", "no content type"), what)
 
     # --- authentication ------------------------------------------------------------------------
 
@@ -235,12 +239,10 @@ class CommCareClient:
         return AuthError(f"{refused} Check the credential and that the user belongs to the project space.")
 
     @staticmethod
-    def _decode(response: httpx.Response, what: str) -> dict[str, Any]:
-        body = response.content
+    def _decode(body: bytes, kind: str, what: str) -> dict[str, Any]:
         try:
-            data = json.loads(body)
+            data = json_codec.loads(body)
         except (ValueError, UnicodeDecodeError) as exc:
-            kind = response.headers.get("Content-Type", "no content type")
             detail = f"{exc.msg} at byte {exc.pos} of {len(body)}" if isinstance(exc, json.JSONDecodeError) else str(exc)
             raise MalformedResponse(
                 f"{what}: CommCare answered HTTP 200 with something that is not JSON ({kind}; {detail}; "

@@ -10,9 +10,9 @@ index and close at once: each action becomes one row. Empty elements arrive as
 
 from __future__ import annotations
 
-import json
 from typing import Any, Iterator
 
+from data_explorer.loaders import json_codec
 from data_explorer.loaders.commcare.values import boolean, json_text, text
 from data_explorer.loaders.errors import MalformedResponse
 from data_explorer.loaders.timestamps import optional_timestamp, parse_timestamp
@@ -58,7 +58,7 @@ def form_row(form: dict[str, Any]) -> tuple:
         optional_timestamp(meta.get("timeEnd"), "metadata.timeEnd", record),
         text(meta.get("deviceID"), "metadata.deviceID", record),
         text(meta.get("appVersion"), "metadata.appVersion", record),
-        json.dumps(tree, ensure_ascii=False),
+        json_codec.dumps(tree),
         json_text(form.get("metadata"), "metadata", record),
     )
 
@@ -132,5 +132,5 @@ def block_rows(form_id: str, tree: dict[str, Any]) -> list[tuple]:
             raise MalformedResponse(f"form {form_id}: case block at {path} has @case_id {case_id!r}")
         for action, case_type, payload in block_actions(block):
             case_type = case_type if isinstance(case_type, str) else None
-            rows.append((form_id, block_index, path, case_id, action, case_type, json.dumps(payload, ensure_ascii=False)))
+            rows.append((form_id, block_index, path, case_id, action, case_type, json_codec.dumps(payload)))
     return rows

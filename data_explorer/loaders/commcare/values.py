@@ -6,9 +6,9 @@ fails the run with a message that points at the culprit.
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
+from data_explorer.loaders import json_codec
 from data_explorer.loaders.errors import MalformedResponse
 
 
@@ -26,7 +26,7 @@ def json_text(value: Any, field: str, record: str, kind: type = dict) -> str:
         value = kind()
     if not isinstance(value, kind):
         raise MalformedResponse(f"{record}: {field} is {type(value).__name__}, expected {'an object' if kind is dict else 'a list'}")
-    return json.dumps(value, ensure_ascii=False)
+    return json_codec.dumps(value)
 
 
 def boolean(value: Any, field: str, record: str, default: bool | None = None) -> bool:
