@@ -55,7 +55,9 @@ def main(argv: list[str]) -> int:
         return 0
     if command == "demo":
         return subprocess.call([str(python), "-m", "data_explorer.cli", "demo", *rest], cwd=ROOT)
-    return subprocess.call([str(python), "-m", "pytest", *rest], cwd=ROOT)
+    command = [str(python), "-m", "pytest", *rest]
+    print("running:", " ".join(command), flush=True)
+    return subprocess.call(command, cwd=ROOT)
 
 
 if __name__ == "__main__":

@@ -72,8 +72,7 @@ class KubeApi:
     # -- verbs ------------------------------------------------------------
 
     def get(self, resource: Resource, namespace: str, name: str) -> dict[str, Any] | None:
-        response = self._request("GET", resource.path(namespace, name))
-        return None if response is None else response
+        return self._request("GET", resource.path(namespace, name))
 
     def list(self, resource: Resource, namespace: str, labels: dict[str, str] | None = None) -> list[dict[str, Any]]:
         params = {"labelSelector": ",".join(f"{k}={v}" for k, v in labels.items())} if labels else None

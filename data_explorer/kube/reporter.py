@@ -7,7 +7,7 @@ import logging
 
 from data_explorer.kube.api import KubeApi, KubeError
 from data_explorer.kube.resources import MATERIALIZATION_RUNS
-from data_explorer.operator.builders import total_rows
+from data_explorer.kube.run_status import resource_status
 from data_explorer.pipelines.reporters import Throttle
 from data_explorer.pipelines.status import RunStatus
 
@@ -16,16 +16,10 @@ log = logging.getLogger(__name__)
 
 def status_patch(status: RunStatus) -> dict:
     """The status subresource patch for a run's status. Pure."""
-    data = status.as_dict()
-    return {"status": {
-        "phase": data["phase"], "phases": data["phases"], "progress": data["progress"], "rows": total_rows(data["phases"]),
-        "error": data["error"], "startedAt": _z(data["started_at"]), "completedAt": _z(data["completed_at"]),
-        "runId": data["run_id"],
-    }}
-
-
-def _z(value: str | None) -> str | None:
-    return value.split(".")[0].replace("+00:00", "") + "Z" if value else None
+    return {"status": resource_status(
+        run_id=status.run_id, phase=status.phase, phases=status.phases, progress=status.progress,
+        error=status.error, started_at=status.started_at, completed_at=status.completed_at,
+    )}
 
 
 class ResourceStatusReporter:

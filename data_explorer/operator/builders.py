@@ -115,7 +115,7 @@ def network_policy_name(run_name: str) -> str:
 
 def label_value(name: str) -> str:
     """Label values are at most 63 characters: long names are shortened with a hash."""
-    return child_name(name) if len(name) <= 63 else child_name(name)[:63]
+    return child_name(name)
 
 
 def run_id_for(meta: dict[str, Any]) -> str:
@@ -350,16 +350,6 @@ def job_outcome(job: dict[str, Any]) -> JobOutcome:
             c = conditions[kind]
             return JobOutcome("failed", c.get("reason") or "Failed", c.get("message") or "")
     return JobOutcome("running")
-
-
-def total_rows(phases: dict[str, Any] | None) -> int:
-    """Rows loaded over all sources, from a run's phases.load."""
-    load = (phases or {}).get("load") or {}
-    total = 0
-    for entry in load.values():
-        if isinstance(entry, dict) and isinstance(entry.get("rows"), int):
-            total += entry["rows"]
-    return total
 
 
 def is_pass_through_secret(secret: dict[str, Any] | None, run_name: str) -> bool:

@@ -6,12 +6,12 @@ import logging
 import uuid
 import threading
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
 from typing import Any
 
 from data_explorer.config import Settings
 from data_explorer.kube.api import KubeApi, KubeError
 from data_explorer.kube.resources import EVENTS, Resource
+from data_explorer.kube.run_status import now_api_time
 from data_explorer.operator.builders import RunnerConfig
 from data_explorer.warehouse.database import Database
 from data_explorer.warehouse.secrets import SecretBox
@@ -82,7 +82,7 @@ class OperatorContext:
 
 def build_event(body: dict[str, Any], reason: str, message: str, warning: bool) -> dict[str, Any]:
     """A core/v1 Event about a resource, with a unique name. Pure but for the clock and the name."""
-    meta, stamp = body["metadata"], now_iso()
+    meta, stamp = body["metadata"], now_api_time()
     return {
         "metadata": {"name": f"{meta['name'][:200]}.{uuid.uuid4().hex[:16]}", "namespace": meta["namespace"]},
         "involvedObject": {
@@ -98,22 +98,12 @@ def build_event(body: dict[str, Any], reason: str, message: str, warning: bool) 
     }
 
 
-def now_iso() -> str:
-    return datetime.now(timezone.utc).replace(microsecond=0).isoformat().replace("+00:00", "Z")
-
-
-def iso(value: datetime | None) -> str | None:
-    if value is None:
-        return None
-    return value.astimezone(timezone.utc).replace(microsecond=0).isoformat().replace("+00:00", "Z")
-
-
 def condition(kind: str, ok: bool | None, reason: str, message: str, generation: int | None,
               previous: list[dict[str, Any]] | None = None) -> dict[str, Any]:
     """A standard condition; lastTransitionTime moves only when the status does."""
     status = "Unknown" if ok is None else ("True" if ok else "False")
     old = next((c for c in previous or [] if c.get("type") == kind), None)
-    since = old.get("lastTransitionTime") if old and old.get("status") == status else now_iso()
+    since = old.get("lastTransitionTime") if old and old.get("status") == status else now_api_time()
     out = {"type": kind, "status": status, "reason": reason, "message": message, "lastTransitionTime": since}
     if generation is not None:
         out["observedGeneration"] = generation

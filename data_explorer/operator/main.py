@@ -27,11 +27,10 @@ def run_operator(settings: Settings, *, liveness: str | None = None) -> int:
     with open_database(settings) as db:
         ctx = OperatorContext(settings, db, KubeApi.from_environment(), runner, SecretBox.from_settings(settings))
         registry = build_registry(ctx)
-        stop = asyncio.Event()
         try:
             asyncio.run(kopf.operator(
                 registry=registry, namespaces=[namespace], standalone=True,
-                liveness_endpoint=liveness, stop_flag=stop,
+                liveness_endpoint=liveness,
             ))
         finally:
             ctx.kube.close()

@@ -29,9 +29,9 @@ from data_explorer.operator.builders import (
     network_policy_name,
     plan_run,
     run_id_for,
-    total_rows,
 )
-from data_explorer.operator.context import OperatorContext, iso, now_iso
+from data_explorer.kube.run_status import now_api_time, resource_status
+from data_explorer.operator.context import OperatorContext
 from data_explorer.operator.tenants import Retry, reconcile_tenant
 from data_explorer.pipelines.status import TERMINAL, RunStatus
 from data_explorer.warehouse.control_tables import ensure_control_tables
@@ -44,16 +44,10 @@ CANCELLED_MESSAGE = "the run was cancelled; the published data is unchanged"
 
 def status_from_row(row: dict[str, Any]) -> dict[str, Any]:
     """The resource status that mirrors a run's control-table row. Pure."""
-    return {
-        "phase": row["phase"],
-        "phases": row.get("phases") or {},
-        "progress": row.get("progress") or {},
-        "rows": total_rows(row.get("phases")),
-        "error": row.get("error"),
-        "startedAt": iso(row.get("started_at")),
-        "completedAt": iso(row.get("completed_at")),
-        "runId": str(row["run_id"]),
-    }
+    return resource_status(
+        run_id=row["run_id"], phase=row["phase"], phases=row.get("phases"), progress=row.get("progress"),
+        error=row.get("error"), started_at=row.get("started_at"), completed_at=row.get("completed_at"),
+    )
 
 
 def _patch(ctx: OperatorContext, body: dict[str, Any], status: dict[str, Any]) -> dict[str, Any]:
@@ -73,7 +67,7 @@ def _end(ctx: OperatorContext, body: dict[str, Any], phase: str, code: str, mess
     else:
         progress = dict((body.get("status") or {}).get("progress") or {"current": 0, "total": 100})
         progress["message"] = message
-        _patch(ctx, body, {"phase": phase, "error": {"code": code, "message": message}, "completedAt": now_iso(),
+        _patch(ctx, body, {"phase": phase, "error": {"code": code, "message": message}, "completedAt": now_api_time(),
                            "progress": progress})
     finalize_run(ctx, body)
 
@@ -143,7 +137,8 @@ def start_run(ctx: OperatorContext, body: dict[str, Any], plan: RunPlan, tenant:
     """Record the run and create its credentials Secret, NetworkPolicy and Job (each owned by the run)."""
     with ctx.db.connect(autocommit=True) as conn:
         ensure_control_tables(conn, ctx.control)
-        if get_run(conn, ctx.control, plan.run_id) is None:
+        row = get_run(conn, ctx.control, plan.run_id)
+        if row is None:
             try:
                 insert_run(conn, ctx.control, RunStatus(plan.run_id, plan.domain, plan.pipeline, plan.mode), pid=0)
             except ActiveRunExists as exc:
@@ -153,8 +148,8 @@ def start_run(ctx: OperatorContext, body: dict[str, Any], plan: RunPlan, tenant:
                 _patch(ctx, body, {"phase": "Pending", "runId": plan.run_id,
                                    "progress": {"current": 0, "total": 100, "message": message}})
                 raise Retry(message, delay=ctx.run_interval) from None
-        elif get_run(conn, ctx.control, plan.run_id)["phase"] in TERMINAL:
-            _patch(ctx, body, status_from_row(get_run(conn, ctx.control, plan.run_id)))
+        elif row["phase"] in TERMINAL:
+            _patch(ctx, body, status_from_row(row))
             finalize_run(ctx, body)
             return
     try:
@@ -214,12 +209,12 @@ def finalize_run(ctx: OperatorContext, body: dict[str, Any]) -> None:
     if tenant is not None:
         if status.get("phase") == "Succeeded":
             ctx.kube.patch(TENANT_SCHEMAS, namespace, tenant["metadata"]["name"],
-                           {"status": {"lastRun": name, "lastMaterializedAt": status.get("completedAt") or now_iso()}}, status=True)
+                           {"status": {"lastRun": name, "lastMaterializedAt": status.get("completedAt") or now_api_time()}}, status=True)
         try:
             reconcile_tenant(ctx, ctx.kube.get(TENANT_SCHEMAS, namespace, tenant["metadata"]["name"]) or tenant)
         except Retry:
             pass  # the tenant's own handlers retry
-    _patch(ctx, body, {"secretsRemovedAt": now_iso()})
+    _patch(ctx, body, {"secretsRemovedAt": now_api_time()})
 
 
 def delete_run(ctx: OperatorContext, body: dict[str, Any]) -> None:

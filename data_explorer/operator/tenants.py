@@ -14,7 +14,8 @@ from data_explorer.control.base import Conflict
 from data_explorer.control.lifecycle import teardown
 from data_explorer.kube.resources import TENANT_SCHEMAS
 from data_explorer.operator.builders import SpecError, parse_ttl, tenant_domain
-from data_explorer.operator.context import OperatorContext, condition, iso
+from data_explorer.kube.run_status import api_time
+from data_explorer.operator.context import OperatorContext, condition
 from data_explorer.warehouse.control_tables import ensure_control_tables
 from data_explorer.warehouse.naming import TenantNames
 from data_explorer.warehouse.provisioning import provision_tenant
@@ -31,7 +32,7 @@ class Retry(Exception):
         self.delay = delay
 
 
-def _status(ctx: OperatorContext, body: dict[str, Any], phase: str, ready: bool | None, reason: str, message: str,
+def _status(body: dict[str, Any], phase: str, ready: bool | None, reason: str, message: str,
             names: TenantNames | None = None, row: dict[str, Any] | None = None) -> dict[str, Any]:
     meta, old = body.get("metadata") or {}, body.get("status") or {}
     status: dict[str, Any] = {
@@ -43,7 +44,7 @@ def _status(ctx: OperatorContext, body: dict[str, Any], phase: str, ready: bool 
     if names is not None:
         status.update(schema=names.schema, readerRole=names.reader_role)
     if row is not None and row.get("last_materialized_at"):
-        status["lastMaterializedAt"] = iso(row["last_materialized_at"])
+        status["lastMaterializedAt"] = api_time(row["last_materialized_at"])
     return status
 
 
@@ -69,10 +70,10 @@ def reconcile_tenant(ctx: OperatorContext, body: dict[str, Any]) -> dict[str, An
         domain = tenant_domain(body)
         parse_ttl((body.get("spec") or {}).get("ttl"))
     except SpecError as exc:
-        return _write(ctx, body, _status(ctx, body, "Failed", False, "InvalidSpec", str(exc)))
+        return _write(ctx, body, _status(body, "Failed", False, "InvalidSpec", str(exc)))
     other = _claimed_elsewhere(ctx, body, domain)
     if other:
-        return _write(ctx, body, _status(ctx, body, "Failed", False, "TenantClaimed",
+        return _write(ctx, body, _status(body, "Failed", False, "TenantClaimed",
                                          f"tenant {domain!r} is already declared by TenantSchema {other!r}"))
     names = TenantNames.for_domain(domain, ctx.settings.role_prefix)
     with ctx.db.connect(autocommit=True) as conn:
@@ -80,20 +81,20 @@ def reconcile_tenant(ctx: OperatorContext, body: dict[str, Any]) -> dict[str, An
         row = tenant_row(conn, ctx.control, domain)
         if row is None and old_phase in ("Expired", "Active", "Materializing"):
             # torn down: by the TTL, or by an agent's teardown_schema; the next run provisions it again
-            return _write(ctx, body, _status(ctx, body, "Expired", False, "Expired",
+            return _write(ctx, body, _status(body, "Expired", False, "Expired",
                                              "the schema was torn down (idle past its TTL, or by teardown_schema); the next run provisions it again", names))
         if row is None:
             if old_phase in (None, "Pending", "Failed"):
-                _write(ctx, body, _status(ctx, body, "Provisioning", False, "Provisioning", "creating schema and roles", names))
+                _write(ctx, body, _status(body, "Provisioning", False, "Provisioning", "creating schema and roles", names))
             try:
                 provision_tenant(conn, names, ctx.control, ctx.box)
             except Exception as exc:  # a refusal (e.g. a name clash) or PostgreSQL down: say so, retry
-                _write(ctx, body, _status(ctx, body, "Failed", False, "ProvisioningFailed", f"{type(exc).__name__}: {exc}", names))
+                _write(ctx, body, _status(body, "Failed", False, "ProvisioningFailed", f"{type(exc).__name__}: {exc}", names))
                 raise Retry(f"provisioning {domain!r} failed: {exc}", delay=30) from exc
             row = tenant_row(conn, ctx.control, domain)
     phase = row["phase"] if row and row["phase"] in ("Active", "Materializing", "Expired", "TearingDown") else "Active"
     message = {"Materializing": "a materialization is in progress", "Expired": "idle past its TTL"}.get(phase, "schema and roles are ready")
-    return _write(ctx, body, _status(ctx, body, phase, phase in ("Active", "Materializing"), phase, message, names, row))
+    return _write(ctx, body, _status(body, phase, phase in ("Active", "Materializing"), phase, message, names, row))
 
 
 def expire_if_idle(ctx: OperatorContext, body: dict[str, Any]) -> bool:
@@ -113,7 +114,7 @@ def expire_if_idle(ctx: OperatorContext, body: dict[str, Any]) -> bool:
             teardown(conn, ctx.control, names, expired=True)
         except Conflict:
             return False  # a run started meanwhile
-    _write(ctx, body, _status(ctx, body, "Expired", False, "Expired",
+    _write(ctx, body, _status(body, "Expired", False, "Expired",
                               f"idle for longer than {body['spec']['ttl']}: schema and roles dropped; the next run provisions them again", names))
     return True
 

@@ -6,7 +6,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
-import socket
 import threading
 import time
 
@@ -14,6 +13,7 @@ import httpx
 import pytest
 import uvicorn
 from auth_helpers import DOMAINS, DEMO_USER, OTHER_USER, api_key, count, oauth_tokens
+from net_helpers import free_port as _free_port
 
 from data_explorer.mcp_gateway.auth import (
     ApiKeyHeaderMiddleware,
@@ -29,12 +29,6 @@ INITIALIZE = {
     "jsonrpc": "2.0", "id": 1, "method": "initialize",
     "params": {"protocolVersion": "2025-06-18", "capabilities": {}, "clientInfo": {"name": "t", "version": "1"}},
 }
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 class Served:

@@ -10,7 +10,8 @@ import time
 
 import pytest
 import uvicorn
-from gateway_helpers import HttpGateway, World, free_port
+from gateway_helpers import HttpGateway, World
+from net_helpers import free_port
 
 from data_explorer.simulator import RunningSimulator, demo_config
 

@@ -5,11 +5,11 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-import socket
 import sys
 from typing import Any, AsyncIterator
 
 from data_explorer.simulator import DEMO_API_KEY, DEMO_USER, OTHER_API_KEY, RunningSimulator
+
 
 class World:
     """Two CommCare users, three project spaces: `mine` belongs to demo@, `theirs` and `third` to other@."""
@@ -26,12 +26,6 @@ class World:
     @staticmethod
     def key(user: str = DEMO_USER) -> str:
         return f"ApiKey {user}:{DEMO_API_KEY if user == DEMO_USER else OTHER_API_KEY}"
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 class HttpGateway:

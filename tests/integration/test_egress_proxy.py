@@ -23,16 +23,11 @@ import httpx
 import pytest
 
 from data_explorer.egress_proxy import main, parse_allow_list, serve
+from net_helpers import free_port as _free_port
 
 BIG = bytes(range(256)) * (5 * 1024 * 4)  # 5 MiB
 SECRET = "ApiKey someone@example.org:secret-key-0123456789"
 LOGGER = "data_explorer.egress_proxy"
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 # --- the upstream ----------------------------------------------------------------------------------

@@ -10,6 +10,7 @@ import pytest
 
 from data_explorer.operator import builders
 from data_explorer.simulator import RunningSimulator, demo_config
+from net_helpers import free_port as _free_port
 
 from .conftest import JOBS, MATERIALIZATION_RUNS, NETWORK_POLICIES, SECRETS, TENANT_SCHEMAS, credentials_body, run_body, tenant_body
 from .kubelet import run_job, seed_runnable_tenant, write_kubeconfig
@@ -207,10 +208,3 @@ async def test_a_run_that_cannot_work_fails_with_a_clear_reason(cluster, operato
 def _b64(text: str) -> str:
     return base64.b64encode(text.encode()).decode()
 
-
-def _free_port() -> int:
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
