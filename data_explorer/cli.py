@@ -204,10 +204,19 @@ def main(argv: list[str] | None = None) -> int:
     if not getattr(args, "func", None):
         parser.print_help()
         return EXIT_USAGE
+    try:
+        return args.func(args)
+    except KeyboardInterrupt:
+        return _fail("interrupted", 130)
+    except Exception as exc:
+        return _report(exc)
+
+
+def _report(exc: Exception) -> int:
+    """One line for the user; the traceback with --verbose. Imports only what a command could have raised."""
     import psycopg
 
     from data_explorer.loaders.errors import LoaderError
-    from data_explorer.mcp_gateway.auth import AuthUnavailable
     from data_explorer.pipelines.registry import PipelineError
     from data_explorer.pipelines.runner import RunConflict, first_line
     from data_explorer.warehouse.database import DatabaseUnavailable
@@ -215,19 +224,16 @@ def main(argv: list[str] | None = None) -> int:
     from data_explorer.warehouse.naming import InvalidDomain
     from data_explorer.warehouse.provisioning import TenantNameConflict
 
-    try:
-        return args.func(args)
-    except (SettingsError, PipelineError, InvalidDomain) as exc:
+    auth = sys.modules.get("data_explorer.mcp_gateway.auth")  # loaded (with the MCP SDK) only by commands that serve
+    failures = (DatabaseUnavailable, EmbeddedPostgresError, RunConflict, LoaderError, TenantNameConflict)
+    if isinstance(exc, (SettingsError, PipelineError, InvalidDomain)):
         return _fail(str(exc), EXIT_USAGE)
-    except (DatabaseUnavailable, EmbeddedPostgresError, RunConflict, LoaderError, TenantNameConflict, AuthUnavailable) as exc:
+    if isinstance(exc, failures + ((auth.AuthUnavailable,) if auth else ())):
         return _fail(str(exc))
-    except psycopg.Error as exc:
+    if isinstance(exc, psycopg.Error):
         return _fail(f"PostgreSQL refused: {first_line(exc)}")
-    except KeyboardInterrupt:
-        return _fail("interrupted", 130)
-    except Exception as exc:  # one line for the user; the traceback with --verbose
-        logging.getLogger(__name__).debug("unexpected error", exc_info=True)
-        return _fail(f"internal error: {type(exc).__name__}: {first_line(exc)} (run with --verbose for details)")
+    logging.getLogger(__name__).debug("unexpected error", exc_info=True)
+    return _fail(f"internal error: {type(exc).__name__}: {first_line(exc)} (run with --verbose for details)")
 
 
 if __name__ == "__main__":

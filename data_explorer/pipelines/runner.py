@@ -8,6 +8,7 @@ the next run resumes loading from the last committed batch.
 
 from __future__ import annotations
 
+import json
 import logging
 import signal
 import threading
@@ -33,17 +34,19 @@ from data_explorer.pipelines.registry import Pipeline, PipelineError, Registry
 from data_explorer.pipelines.reporters import ControlTableReporter, FanOut, Reporter
 from data_explorer.pipelines.status import RunStatus
 from data_explorer.transform.comments import table_comments
-from data_explorer.transform.dbt import DbtTarget, ModelResult, TransformError, prepare_project, run_dbt
+from data_explorer.transform.dbt import DbtTarget, ModelResult, TransformError, prepare_project, project_digest, run_dbt
+from data_explorer.transform.increments import Plan, PlanUnavailable, check_keys, fingerprint, plan_from_manifest, published_relations
 from data_explorer.transform.typed_views import plan_typed_views
 from data_explorer.warehouse.batches import upsert_rows
 from data_explorer.warehouse.control_tables import ensure_control_tables
+from data_explorer.warehouse.increments import Published, apply_plan, database_now, read_published, save_published, source_generations
 from data_explorer.warehouse.database import Database
 from data_explorer.warehouse.locks import tenant_lock
 from data_explorer.warehouse.metadata_store import save_metadata
 from data_explorer.warehouse.naming import TenantNames
 from data_explorer.warehouse.provisioning import provision_tenant
 from data_explorer.warehouse.catalog import relation_counts
-from data_explorer.warehouse.publish import drop_build_schema, publish, reset_build_schema
+from data_explorer.warehouse.publish import LOCK_TIMEOUT, drop_build_schema, publish, reset_build_schema
 from data_explorer.warehouse.raw_tables import ensure_raw_tables
 from data_explorer.warehouse.secrets import SecretBox
 from data_explorer.warehouse.runs import ActiveRunExists, RunAlreadyEnded, active_run, lock_unfinished_run, claim_run, fail_abandoned_runs, insert_run, save_run
@@ -130,6 +133,8 @@ class Runner:
         self.view_definitions: list[tuple] = []
         self.view_properties: list[tuple] = []
         self.view_names: list[str] = []
+        self.discovered: list[list[tuple]] = []  # what discover wrote: part of the plan's fingerprint
+        self.increments: tuple[str, dict | None, str | None] | None = None  # (watermark, plan, why none) to publish
 
     def report(self, important: bool = False) -> None:
         self.reporter.report(self.status, important=important)
@@ -159,12 +164,9 @@ class Runner:
             self.view_names = [row[1] for row in definitions]
         tables = {t.name: t for t in self.pipeline.discover.tables}
         produces = DISCOVER_LOADERS[self.pipeline.discover.loader]
+        self.discovered = [definitions, properties, form_definition_rows(self.metadata)]
         with writer.transaction():
-            for name, rows in (
-                ("case_type_definitions", definitions),
-                ("case_type_properties", properties),
-                ("form_definitions", form_definition_rows(self.metadata)),
-            ):
+            for name, rows in zip(("case_type_definitions", "case_type_properties", "form_definitions"), self.discovered):
                 writer.execute(sql.SQL("DELETE FROM {}.{}").format(sql.Identifier(self.names.raw_schema), sql.Identifier(name)))
                 upsert_rows(writer, self.names.raw_schema, tables[name], produces[name], rows, 0)
         self.status.phases["discover"] = {
@@ -206,12 +208,86 @@ class Runner:
             self.status.within("Loading", (index + 1) / len(sources), f"loaded {source.name}: {result.rows:,} rows")
             self.report(important=True)
 
+    def _variables(self) -> dict[str, object]:
+        prefix = self.pipeline.case_type_views.prefix if self.pipeline.case_type_views else "case_"
+        return {"raw_schema": self.names.raw_schema, "case_type_view_prefix": prefix}
+
+    def _fingerprint(self) -> str:
+        """Everything the published SQL was compiled from; a plan is used only while it is unchanged."""
+        return fingerprint([
+            project_digest(self.settings.dbt_project_dir), self.pipeline.model_dump(mode="json"), self._variables(),
+            self.view_names, self.discovered, self.db.params()["dbname"], self.names.schema,
+        ])
+
+    def _why_not_incremental(self, conn: psycopg.Connection, published: Published | None) -> str | None:
+        """None when the published plan can apply this run's changes; otherwise why a full build is needed."""
+        if self.status.mode == "full":
+            return "a full run was asked for"
+        if published is None:
+            return "nothing has been published yet"
+        if published.plan is None:
+            return f"the last full build left no plan: {published.reason}"
+        row = conn.execute(
+            sql.SQL("SELECT last_run_id::text FROM {}.tenants WHERE domain = %s").format(sql.Identifier(self.control)),
+            (self.names.domain,),
+        ).fetchone()
+        if row is None or row[0] != published.run_id:
+            return "the published tables are not those of the run that left the plan"
+        if published.fingerprint != self._fingerprint():
+            return "the dbt project, the pipeline or the app structure changed since the last publish"
+        keyed = Plan.from_json(published.plan).keyed_tables
+        now = source_generations(conn, self.names.raw_schema)
+        for source in self.pipeline.sources:
+            if keyed & {t.name for t in source.tables} and now.get(source.name) != published.generations.get(source.name):
+                return f"{source.name} had a full pass since the last publish, which may have removed rows"
+        return None
+
+    def apply_changes(self) -> bool:
+        """Bring the published tables up to date with the plan the last full build left, in the transaction
+        that publishes the run. False, with the reason in the transform phase, when dbt must build everything."""
+        started = time.monotonic()
+        transform = self.status.phases["transform"] = {"state": "running", "mode": "incremental", "models": {}, "total": None}
+        with self.db.connect(autocommit=True) as admin:
+            published = read_published(admin, self.names.raw_schema)
+            try:
+                reason = self._why_not_incremental(admin, published)
+                if reason is None:
+                    plan = Plan.from_json(published.plan)
+                    self.status.enter("Transforming", "applying the changes to the published tables")
+                    transform["total"] = len(plan.steps)
+                    self.report(important=True)
+                    before = (self.status.phase, dict(self.status.progress), self.status.completed_at)
+                    try:
+                        with admin.transaction():
+                            admin.execute(sql.SQL("SET LOCAL lock_timeout = {}").format(sql.Literal(LOCK_TIMEOUT)))
+                            watermark = database_now(admin)
+                            for result in apply_plan(admin, self.names, plan, published.watermark):
+                                transform["models"][result.name] = {"state": result.status, "rows": result.rows, "seconds": result.seconds}
+                            transform.update(state="done", seconds=round(time.monotonic() - started, 3))
+                            self.increments = (watermark, published.plan, None)
+                            self._finish(admin)
+                        self.report(important=True)
+                        return True
+                    except BaseException:
+                        self.status.phase, self.status.progress, self.status.completed_at = before
+                        raise
+            except PlanUnavailable as exc:
+                reason = str(exc)
+            except psycopg.Error as exc:
+                if admin.broken:  # the session is gone: the run fails as with any lost connection
+                    raise
+                reason = f"PostgreSQL: {first_line(exc)}"
+        self.status.phases["transform"] = {"state": "pending", "mode": "full", "reason": reason, "models": {}, "total": None}
+        return False
+
     def transform(self) -> None:
         self.status.enter("Transforming", "building tables with dbt")
-        transform = self.status.phases["transform"] = {"state": "running", "models": {}, "total": None}
+        transform = self.status.phases["transform"]
+        transform.update(state="running", mode="full")
         self.report(important=True)
         with self.db.connect(autocommit=True) as admin:
             reset_build_schema(admin, self.names)
+            watermark = database_now(admin)  # raw rows loaded from now on are not in what dbt builds
         params = self.db.params()
         target = DbtTarget(params["host"], params["port"], params["user"], params["password"], params["dbname"],
                            self.names.build_schema, self.names.writer_role, params["sslmode"])
@@ -227,37 +303,46 @@ class Runner:
             self.status.within("Transforming", done / max(total, 1), f"built {result.name} ({done} of {total})")
             self.report()
 
-        prefix = self.pipeline.case_type_views.prefix if self.pipeline.case_type_views else "case_"
-        variables = {"raw_schema": self.names.raw_schema, "case_type_view_prefix": prefix}
         try:
-            result = run_dbt(project, target, variables, on_model=on_model, on_start=on_start)
+            result = run_dbt(project, target, self._variables(), on_model=on_model, on_start=on_start)
         except TransformError:
             transform["state"] = "failed"
             raise
         transform.update(state="done", seconds=result.seconds)
+        try:
+            manifest = json.loads((project / "target" / "manifest.json").read_bytes())
+            plan = plan_from_manifest(manifest, published_relations(manifest, target.dbname, target.schema, self.names.schema))
+            check_keys(plan, self.pipeline.raw_tables)
+            self.increments = (watermark, plan.to_json(), None)
+        except (OSError, ValueError) as exc:  # PlanUnavailable is a ValueError; the next run builds in full
+            self.increments = (watermark, None, str(exc))
         self.status.within("Transforming", 1.0, "publishing")
         self.report(important=True)
 
+    def _finish(self, conn: psycopg.Connection) -> None:
+        """The end of the publishing transaction: counts, metadata, what was published, the run's status."""
+        self.status.phases["publish"] = {"relations": relation_counts(conn, self.names.schema)}
+        save_metadata(conn, self.control, self.names.domain, self.pipeline.provider, self.metadata, self.status.run_id)
+        watermark, plan, reason = self.increments
+        save_published(conn, self.names.raw_schema, Published(
+            self.status.run_id, self._fingerprint(), watermark, source_generations(conn, self.names.raw_schema), plan, reason,
+        ))
+        conn.execute(
+            sql.SQL(
+                "UPDATE {}.tenants SET last_materialized_at = now(), last_run_id = %s, phase = 'Active',"
+                " updated_at = now() WHERE domain = %s"
+            ).format(sql.Identifier(self.control)),
+            (self.status.run_id, self.names.domain),
+        )
+        if not lock_unfinished_run(conn, self.control, self.status.run_id):  # ended from outside: publish nothing
+            raise RunAlreadyEnded(f"run {self.status.run_id} was ended from outside before it could publish")
+        self.status.enter("Succeeded", "published")
+        save_run(conn, self.control, self.status)
+
     def publish(self) -> None:
         comments = table_comments(self.pipeline, self.view_definitions, self.view_properties)
-
-        def finish(conn: psycopg.Connection) -> None:
-            self.status.phases["publish"] = {"relations": relation_counts(conn, self.names.schema)}
-            save_metadata(conn, self.control, self.names.domain, self.pipeline.provider, self.metadata, self.status.run_id)
-            conn.execute(
-                sql.SQL(
-                    "UPDATE {}.tenants SET last_materialized_at = now(), last_run_id = %s, phase = 'Active',"
-                    " updated_at = now() WHERE domain = %s"
-                ).format(sql.Identifier(self.control)),
-                (self.status.run_id, self.names.domain),
-            )
-            if not lock_unfinished_run(conn, self.control, self.status.run_id):  # ended from outside: publish nothing
-                raise RunAlreadyEnded(f"run {self.status.run_id} was ended from outside before it could publish")
-            self.status.enter("Succeeded", "published")
-            save_run(conn, self.control, self.status)
-
         with self.db.connect(autocommit=True) as admin:
-            publish(admin, self.names, comments, finish)
+            publish(admin, self.names, comments, self._finish)
         self.report(important=True)
 
 
@@ -317,11 +402,17 @@ def materialize(
                 )
                 runner.discover(client, writer)
                 runner.load(client, writer, request.full)
-                runner.transform()
-                cancellation.publishing = True
-                if cancellation.requested:
-                    raise RunCancelled()
-                runner.publish()
+                cancellation.publishing = True  # applying changes publishes them: a short transaction, let it end
+                applied = runner.apply_changes()
+                cancellation.publishing = False
+                if not applied:
+                    if cancellation.requested:
+                        raise RunCancelled()
+                    runner.transform()
+                    cancellation.publishing = True
+                    if cancellation.requested:
+                        raise RunCancelled()
+                    runner.publish()
         except BaseException as exc:  # the run must end with a status, whatever broke
             _record_failure(status, exc, cancellation.requested)
             if not isinstance(exc, (Exception, RunCancelled, KeyboardInterrupt)):

@@ -11,9 +11,17 @@ from data_explorer.simulator.config import (
     DEMO_API_KEY, DEMO_USER, OTHER_API_KEY, OTHER_USER, DomainConfig, FaultConfig, FaultRule, SimulatorConfig,
     WebUser, demo_config,
 )
-from data_explorer.simulator.runner import RunningSimulator, serve
 
 __all__ = [
     "DEMO_API_KEY", "DEMO_USER", "OTHER_API_KEY", "OTHER_USER", "DomainConfig", "FaultConfig", "FaultRule",
     "RunningSimulator", "SimulatorConfig", "WebUser", "demo_config", "serve",
 ]
+
+
+def __getattr__(name: str):
+    # The server (and its web framework) is imported when first used, not by every command line start.
+    if name in ("RunningSimulator", "serve"):
+        from data_explorer.simulator import runner
+
+        return getattr(runner, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -7,7 +7,6 @@ import sys
 from dataclasses import replace
 
 from data_explorer.simulator.config import FAULT_KINDS, FAULT_SCOPES, FaultConfig, FaultRule, SimulatorConfig, demo_config
-from data_explorer.simulator.runner import serve
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -64,6 +63,8 @@ def run_from_args(args: argparse.Namespace) -> int:
     print(f"  try: curl -H 'Authorization: ApiKey {config.users[0].username}:{config.users[0].api_key}' "
           f"'{base}/a/{config.domains[0].name}/api/case/v2/?limit=1'", flush=True)
     try:
+        from data_explorer.simulator.runner import serve
+
         serve(config, args.host, args.port)
     except KeyboardInterrupt:
         pass

@@ -9,6 +9,7 @@ are serialised within a process.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import shutil
@@ -95,6 +96,20 @@ def typed_view_model(view_name: str) -> str:
     return "{{ config(materialized='view') }}\n{{ case_type_view('%s') }}\n" % view_name
 
 
+def _project_items(source: Path):
+    """The project's own files and folders, without dbt's state or installed packages."""
+    return sorted(item for item in source.iterdir() if item.name not in _KEPT and item.name != "dbt_packages")
+
+
+def project_digest(source: Path) -> str:
+    """A digest of every file of the project, by path and content."""
+    digest = hashlib.sha256()
+    for top in _project_items(source):
+        for path in sorted([top] if top.is_file() else (p for p in top.rglob("*") if p.is_file())):
+            digest.update(str(path.relative_to(source)).encode() + b"\x00" + path.read_bytes() + b"\x00")
+    return digest.hexdigest()
+
+
 def prepare_project(source: Path, work_dir: Path, view_names: list[str], target: DbtTarget, threads: int) -> Path:
     """Copy the project into ``work_dir`` with the generated models and profile; return its path.
 
@@ -109,9 +124,7 @@ def prepare_project(source: Path, work_dir: Path, view_names: list[str], target:
             shutil.rmtree(item)
         else:
             item.unlink()
-    for item in source.iterdir():
-        if item.name in _KEPT or item.name == "dbt_packages":
-            continue
+    for item in _project_items(source):
         dest = project / item.name
         if item.is_dir():
             shutil.copytree(item, dest)

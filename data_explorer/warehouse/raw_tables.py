@@ -3,7 +3,8 @@
 Each raw table gets two bookkeeping columns: ``_generation`` (which full pass
 last wrote the row, so a full refresh can drop rows the source no longer has)
 and ``_loaded_at``. ``_sync_state`` holds one checkpoint per source, written in
-the same transaction as the rows it covers.
+the same transaction as the rows it covers. ``_published`` describes the run
+whose tables are published (warehouse/increments.py).
 """
 
 from __future__ import annotations
@@ -25,6 +26,14 @@ def ensure_raw_tables(conn: psycopg.Connection, raw_schema: str, tables: tuple[T
                 "CREATE TABLE IF NOT EXISTS {}._sync_state ("
                 " source text PRIMARY KEY, generation bigint NOT NULL, full_pending boolean NOT NULL,"
                 " cursor jsonb, rows_total bigint NOT NULL DEFAULT 0, updated_at timestamptz NOT NULL DEFAULT now())"
+            ).format(ident(raw_schema))
+        )
+        conn.execute(
+            sql.SQL(
+                "CREATE TABLE IF NOT EXISTS {}._published ("
+                " singleton boolean PRIMARY KEY DEFAULT true CHECK (singleton), run_id uuid NOT NULL,"
+                " fingerprint text NOT NULL, watermark timestamptz NOT NULL, generations jsonb NOT NULL,"
+                " plan jsonb, reason text, updated_at timestamptz NOT NULL DEFAULT now())"
             ).format(ident(raw_schema))
         )
         for table in tables:

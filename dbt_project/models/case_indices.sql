@@ -1,4 +1,5 @@
-{{ config(indexes=[{'columns': ['case_id']}, {'columns': ['referenced_case_id']}]) }}
+{{ config(indexes=[{'columns': ['case_id']}, {'columns': ['referenced_case_id']}],
+          meta={'increment_keys': {'case_id': ['cases.case_id']}}) }}
 select
     c.case_id,
     i.key as index_name,

@@ -1,5 +1,6 @@
 {{ config(post_hook=["alter table {{ this }} add primary key (case_id)"],
-          indexes=[{'columns': ['case_type']}, {'columns': ['parent_case_id']}, {'columns': ['owner_id']}]) }}
+          indexes=[{'columns': ['case_type']}, {'columns': ['parent_case_id']}, {'columns': ['owner_id']}],
+          meta={'increment_keys': {'case_id': ['cases.case_id']}}) }}
 select
     case_id,
     case_type,

@@ -1,4 +1,7 @@
-{{ config(indexes=[{'columns': ['case_id']}, {'columns': ['form_id']}]) }}
+{#- A form's blocks are rewritten with the form; a case's type can change a block's case_type. -#}
+{{ config(indexes=[{'columns': ['case_id']}, {'columns': ['form_id']}],
+          meta={'increment_keys': {'form_id': ['forms.form_id', 'form_case_blocks.form_id'],
+                                   'case_id': ['cases.case_id']}}) }}
 select
     b.form_id,
     b.case_id,

@@ -1,5 +1,6 @@
 {{ config(post_hook=["alter table {{ this }} add primary key (form_id)"],
-          indexes=[{'columns': ['xmlns']}, {'columns': ['user_id']}, {'columns': ['received_on']}]) }}
+          indexes=[{'columns': ['xmlns']}, {'columns': ['user_id']}, {'columns': ['received_on']}],
+          meta={'increment_keys': {'form_id': ['forms.form_id']}}) }}
 select
     form_id,
     xmlns,

@@ -10,10 +10,10 @@ import sys
 import time
 
 
-def spawn(space, **env) -> subprocess.Popen:
+def spawn(space, full: bool = False, **env) -> subprocess.Popen:
     settings_env = {**os.environ, **{k: str(v) for k, v in space.settings(**env).values.items() if v is not None}}
     return subprocess.Popen(
-        [sys.executable, "-m", "data_explorer.cli", "materialize", "--domain", space.domain],
+        [sys.executable, "-m", "data_explorer.cli", "materialize", "--domain", space.domain, *(["--full"] if full else [])],
         env=settings_env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
     )
 
@@ -38,6 +38,30 @@ def wait_for(conn, domain, predicate, proc, timeout=120.0, *, until_exit_ok=Fals
             raise AssertionError(f"the runner ended before the kill point:\n{proc.stdout.read()}")
         time.sleep(0.02)
     raise AssertionError("the kill point was never reached")
+
+
+def lock_published_table(db, schema: str, table: str):
+    """A session holding a lock on a published table until it rolls back: a run applying changes
+    stops on it in the middle of its transaction."""
+    from psycopg import sql
+
+    locker = db.connect()
+    locker.execute(sql.SQL("LOCK TABLE {}.{} IN ACCESS EXCLUSIVE MODE").format(sql.Identifier(schema), sql.Identifier(table)))
+    return locker
+
+
+def waiting_on_a_lock(conn, proc, timeout=60.0) -> None:
+    """Until a session of this database waits for a lock (the runner, stopped mid-transaction)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if conn.execute(
+            "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() AND wait_event_type = 'Lock'"
+        ).fetchone()[0]:
+            return
+        if proc.poll() is not None:
+            raise AssertionError(f"the runner ended before it stopped on the lock:\n{proc.stdout.read()}")
+        time.sleep(0.02)
+    raise AssertionError("the runner never stopped on the lock")
 
 
 def kill(proc) -> None:

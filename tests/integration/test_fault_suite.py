@@ -9,7 +9,7 @@ import time
 
 import pytest
 from psycopg import sql
-from run_helpers import kill, latest_run, spawn, wait_for
+from run_helpers import kill, latest_run, lock_published_table, spawn, wait_for, waiting_on_a_lock
 
 pytestmark = [pytest.mark.fault, pytest.mark.slow]
 
@@ -43,10 +43,11 @@ def test_sigkill_at_twenty_random_points_never_exposes_a_partial_run(space_facto
     for attempt in range(20):
         space.sim.mutate(space.domain, update_cases=rng.randint(1, 15), new_cases=rng.randint(0, 8), new_forms=rng.randint(0, 8))
         target = rng.choice(("Discovering", "Loading", "Transforming"))
+        full = rng.random() < 0.4  # dbt building every table; otherwise the changes applied in place
         scope, delay = SLOW_SCOPE.get(target, (None, 0))
         space.sim.set_faults({"rules": [{"kind": "slow", "rate": 1.0, "scope": scope}], "slow_delay": delay} if scope else {})
         previous = latest_run(conn, space.domain)[0]
-        proc = spawn(space, COMMCARE_CASE_PAGE_SIZE=25, COMMCARE_FORM_PAGE_SIZE=25)
+        proc = spawn(space, full=full, COMMCARE_CASE_PAGE_SIZE=25, COMMCARE_FORM_PAGE_SIZE=25)
         run_id = wait_for(conn, space.domain, _reached(target), proc, until_exit_ok=True, after=previous)
         time.sleep(rng.uniform(0, 0.3))
         finished = proc.poll() is not None
@@ -57,8 +58,8 @@ def test_sigkill_at_twenty_random_points_never_exposes_a_partial_run(space_facto
         phase = latest_run(conn, space.domain)[1] if run_id else "Succeeded"
         landed[phase] = landed.get(phase, 0) + 1
         now = space.published(conn)
-        if finished and proc.returncode == 0:
-            published = now  # it completed before the kill: a newer complete run
+        if phase == "Succeeded":
+            published = now  # it published before the kill (or exited first): a newer complete run
         else:
             assert now == published, f"kill {attempt + 1} (aimed at {target}, landed in {phase}) exposed a partial run"
     assert {"Discovering", "Loading", "Transforming"} <= set(landed), f"kills landed only in {landed}"
@@ -116,7 +117,11 @@ def _loading(phase, phases):
     return phase == "Loading" and phases.get("load", {}).get("cases", {}).get("rows", 0) > 0
 
 
-@pytest.mark.parametrize("point", [_loading, _transforming], ids=["during-load", "during-transform"])
+def _applying(phase, phases):
+    return phase == "Transforming"
+
+
+@pytest.mark.parametrize("point", [_loading, _transforming, _applying], ids=["during-load", "during-transform", "while-applying"])
 def test_postgres_connections_terminated_mid_run_publish_nothing_partial(space_factory, db, point):
     space = space_factory(cases=300, forms=100)
     assert space.run().phase == "Succeeded"
@@ -126,10 +131,16 @@ def test_postgres_connections_terminated_mid_run_publish_nothing_partial(space_f
         if point is _loading:
             space.sim.set_faults({"rules": [{"kind": "slow", "rate": 1.0, "scope": "cases"}], "slow_delay": 0.2})
         previous = latest_run(watcher, space.domain)[0]
-        proc = spawn(space, COMMCARE_CASE_PAGE_SIZE=10)
+        # dbt builds every table in a full run; otherwise the changes are applied in one transaction, held on a lock here
+        locker = lock_published_table(db, space.names.schema, "form_submissions") if point is _applying else None
+        proc = spawn(space, full=point is _transforming, COMMCARE_CASE_PAGE_SIZE=10)
+        if locker:
+            waiting_on_a_lock(watcher, proc)
         wait_for(watcher, space.domain, point, proc, after=previous)
         assert _terminate_others(watcher) >= 1
         output, _ = proc.communicate(timeout=120)
+        if locker:
+            locker.close()
     assert proc.returncode != 0, f"the run claimed success after losing its connections:\n{output}"
     assert "PostgreSQL" in output or "DATABASE" in output or "transform" in output.lower(), output
     with db.connect(autocommit=True) as conn:

@@ -8,8 +8,10 @@ import time
 
 import pytest
 from run_helpers import kill as _kill
+from run_helpers import lock_published_table as _lock
 from run_helpers import spawn as _spawn
 from run_helpers import wait_for as _wait_for
+from run_helpers import waiting_on_a_lock as _waiting_on_a_lock
 
 pytestmark = pytest.mark.slow
 
@@ -30,9 +32,30 @@ def test_kill_leaves_the_published_run_and_the_next_run_completes(space_factory,
     space.sim.mutate(space.domain, update_cases=50, new_cases=20, new_forms=20)
     if point is _loading_cases:  # slow pages so that the kill lands mid-load
         space.sim.set_faults({"rules": [{"kind": "slow", "rate": 1.0, "scope": "cases"}], "slow_delay": 0.3})
-    proc = _spawn(space, COMMCARE_CASE_PAGE_SIZE=10)
+    # killed during transform: a full run, so that dbt is building the tables
+    proc = _spawn(space, full=point is _transforming, COMMCARE_CASE_PAGE_SIZE=10)
     killed_run = _wait_for(conn, space.domain, point, proc)
     _kill(proc)
+    _assert_next_run_completes(space, conn, before, killed_run)
+
+
+def test_kill_while_applying_changes_leaves_the_published_run(space_factory, conn, db):
+    space = space_factory(cases=600)
+    assert space.run().phase == "Succeeded"
+    before = space.published(conn)
+    space.sim.mutate(space.domain, update_cases=50, new_cases=20, new_forms=20)
+    locker = _lock(db, space.names.schema, "form_submissions")  # the last table the changes reach
+    proc = _spawn(space)
+    _waiting_on_a_lock(conn, proc)  # the other tables' changes are made, not committed
+    killed_run = _wait_for(conn, space.domain, lambda phase, phases: phase == "Transforming", proc)
+    _kill(proc)
+    locker.rollback()
+    locker.close()
+    status = _assert_next_run_completes(space, conn, before, killed_run)
+    assert status.phases["transform"]["mode"] == "incremental"  # the next run applied the same changes in place
+
+
+def _assert_next_run_completes(space, conn, before, killed_run):
     assert space.published(conn) == before, "a killed run changed what agents see"
     space.sim.set_faults({})
     status = space.run()
@@ -44,6 +67,7 @@ def test_kill_leaves_the_published_run_and_the_next_run_completes(space_factory,
     assert phase == "Failed" and error["code"] == "RUNNER_LOST"
     leftovers = conn.execute("SELECT count(*) FROM pg_namespace WHERE nspname = %s", (space.names.build_schema,)).fetchone()[0]
     assert leftovers == 0
+    return status
 
 
 def _retrying_forms(phase, phases):
@@ -65,7 +89,7 @@ def test_sigterm_cancels_promptly_and_keeps_the_published_run(space_factory, con
     before = space.published(conn)
     space.sim.mutate(space.domain, update_cases=30)
     space.sim.set_faults(faults)
-    proc = _spawn(space, COMMCARE_CASE_PAGE_SIZE=5, COMMCARE_MAX_BACKOFF=60, COMMCARE_MAX_RETRIES=8)
+    proc = _spawn(space, full=point is _transforming, COMMCARE_CASE_PAGE_SIZE=5, COMMCARE_MAX_BACKOFF=60, COMMCARE_MAX_RETRIES=8)
     run_id = _wait_for(conn, space.domain, point, proc)
     if point is _retrying_forms:
         time.sleep(1.5)  # into the backoff waits
