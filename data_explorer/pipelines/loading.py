@@ -6,16 +6,22 @@ rows it did not write. Killed anywhere, the next run resumes after the last
 committed batch with nothing lost and nothing duplicated.
 
 The prefetch thread fetches, parses and formats the next batch as COPY text
-while this thread sends the current one, so PostgreSQL waits on no Python work.
+while batches are sent, so PostgreSQL waits on no Python work. With two writer
+sessions, PostgreSQL writes a batch while it still writes the one before (the
+loader's limit is PostgreSQL parsing, indexing and logging rows in one
+session); batches that share a key are written one after the other, and
+commits keep the order of the batches.
 """
 
 from __future__ import annotations
 
 import gc
 import time
+from collections import deque
+from concurrent.futures import Future, ThreadPoolExecutor, wait
 from contextlib import contextmanager
 from dataclasses import dataclass, replace
-from typing import Callable, Iterator
+from typing import Callable, Iterator, Sequence
 
 import psycopg
 
@@ -67,10 +73,14 @@ def _storable_batch(batch: Batch, tables: dict[str, Table], produces: dict[str, 
     return replace(batch, rows=rows, parents=[storable(p)[0] for p in batch.parents]), replaced
 
 
-def _write_batch(conn, raw_schema: str, source: Source, produces, batch: Batch, staged: dict[str, StagedRows], cp) -> tuple:
-    """One transaction: children of re-sent parents deleted, rows copied and upserted, checkpoint advanced.
+def _write_batch(conn, raw_schema: str, source: Source, produces, batch: Batch, staged: dict[str, StagedRows], cp,
+                 before: Future | None) -> None:
+    """One transaction: children of re-sent parents deleted, rows copied and upserted; then, once the
+    batch ``before`` it has committed, the checkpoint advanced and committed.
 
-    The statements after the COPYs go in one pipeline: one round trip instead of one each.
+    The upserts go in one pipeline: one round trip instead of one each. The checkpoint is written
+    only after the batch before has committed, so neither session ever waits for the other's lock,
+    and commits keep the order of the batches: what is committed is always a prefix of the pass.
     """
     tables = {t.name: t for t in source.tables}
     try:
@@ -83,12 +93,13 @@ def _write_batch(conn, raw_schema: str, source: Source, produces, batch: Batch, 
                         cleared[table.name] = set(batch.parents)
             merges = [name for name, rows in staged.items()
                       if copy_rows(conn, raw_schema, tables[name], produces[name], rows, cleared.get(name, ()))]
-            with conn.pipeline():
-                for name in merges:
-                    merge_stage(conn, raw_schema, tables[name], produces[name])
-                written = sum(rows.count for name, rows in staged.items() if tables[name].parent is None)
-                cp = replace(cp, cursor=batch.cursor, rows_total=cp.rows_total + written)
-                write_checkpoint(conn, raw_schema, cp)
+            if merges:
+                with conn.pipeline():
+                    for name in merges:
+                        merge_stage(conn, raw_schema, tables[name], produces[name])
+            if before is not None:
+                before.result()  # raises if that batch failed: this one rolls back with it
+            write_checkpoint(conn, raw_schema, cp)
     except UNSTORABLE:
         raise
     except (psycopg.DataError, psycopg.IntegrityError) as exc:
@@ -96,7 +107,40 @@ def _write_batch(conn, raw_schema: str, source: Source, produces, batch: Batch, 
             f"{source.name}: PostgreSQL refused a value from the API ({str(exc).splitlines()[0]}); "
             "nothing of this batch was kept"
         ) from None
-    return cp, written
+
+
+def _write(conn, raw_schema: str, source: Source, produces, batch: Batch, staged: dict[str, StagedRows], cp,
+           before: Future | None) -> int:
+    """Write a batch; when PostgreSQL refuses a character in it, write it again with those replaced.
+    Returns how many characters were replaced."""
+    try:
+        _write_batch(conn, raw_schema, source, produces, batch, staged, cp, before)
+        return 0
+    except UNSTORABLE:
+        tables = {t.name: t for t in source.tables}
+        batch, replaced = _storable_batch(batch, tables, produces)
+        _write_batch(conn, raw_schema, source, produces, batch, _stage_batch(batch, tables, produces, cp.generation), cp, before)
+        return replaced
+
+
+@dataclass
+class _InFlight:
+    future: Future
+    session: psycopg.Connection
+    keys: frozenset
+    fetched: int
+    total: int | None
+    written: int
+    replaced: int  # characters replaced before it was sent
+
+
+def _leading_keys(batch: Batch, staged: dict[str, StagedRows]) -> frozenset:
+    """The values of the first key column a batch writes (its parents' too): batches sharing none
+    touch no common row and can be written at the same time."""
+    keys = set(batch.parents)
+    for rows in staged.values():
+        keys.update(rows.leading_keys)
+    return frozenset(keys)
 
 
 @contextmanager
@@ -112,7 +156,7 @@ def _fewer_collections(threshold: int = 100_000) -> Iterator[None]:
 
 
 def load_source(
-    conn: psycopg.Connection,
+    sessions: Sequence[psycopg.Connection],
     raw_schema: str,
     source: Source,
     loader: SourceLoader,
@@ -120,13 +164,18 @@ def load_source(
     full: bool,
     on_batch: Callable[[SourceProgress], None],
 ) -> SourceProgress:
+    """Load one source over the writer's sessions: with two, a batch is written while the one before
+    it is still being written (PostgreSQL parsing, indexing and logging it), unless they share a key."""
     started = time.monotonic()
     tables, produces = {t.name: t for t in source.tables}, loader.produces
+    conn = sessions[0]
+    for session in sessions:
+        with session.transaction():
+            prefer_lz4(session)
+            for name, names in produces.items():
+                create_stage(session, raw_schema, tables[name], names)
     with conn.transaction():
         previous = read_checkpoint(conn, raw_schema, source.name)
-        prefer_lz4(conn)
-        for name, names in produces.items():
-            create_stage(conn, raw_schema, tables[name], names)
     cp = start_pass(previous, source.name, full=full or not source.incremental)
     if cp.full_pending and previous is not None and previous.full_pending:
         mode = "full (resumed)"
@@ -134,24 +183,43 @@ def load_source(
         mode = "full" if cp.full_pending else "incremental"
     progress = SourceProgress(source.name, mode)
     generation = cp.generation  # the prefetch thread stages rows with it: fixed for the pass
-    ahead = ((batch, _stage_ahead(batch, tables, produces, generation)) for batch in loader.batches(cp.cursor))
-    with _fewer_collections():
-        for batch, staged in prefetch(ahead):
-            written = None
-            if staged is not None:
-                try:
-                    cp, written = _write_batch(conn, raw_schema, source, produces, batch, staged, cp)
-                except UNSTORABLE:
-                    pass
-            if written is None:  # a character PostgreSQL cannot store: write the batch again with it replaced
-                batch, replaced = _storable_batch(batch, tables, produces)
-                progress.replaced += replaced
-                cp, written = _write_batch(conn, raw_schema, source, produces, batch, _stage_batch(batch, tables, produces, cp.generation), cp)
-            progress.rows += written
-            progress.fetched += batch.fetched
-            progress.total = batch.total if batch.total is not None else progress.total
-            progress.seconds = time.monotonic() - started
-            on_batch(progress)
+    # two threads ahead of the writers: one fetches, parses and converts pages, the other formats them as COPY text
+    batches = prefetch(loader.batches(cp.cursor), depth=1)
+    ahead = prefetch(((batch, _stage_ahead(batch, tables, produces, generation)) for batch in batches), depth=1)
+    in_flight: deque[_InFlight] = deque()
+
+    def finish_oldest() -> None:
+        done = in_flight.popleft()
+        replaced = done.future.result()
+        progress.rows += done.written
+        progress.replaced += done.replaced + replaced
+        progress.fetched += done.fetched
+        progress.total = done.total if done.total is not None else progress.total
+        progress.seconds = time.monotonic() - started
+        on_batch(progress)
+
+    with _fewer_collections(), ThreadPoolExecutor(len(sessions), thread_name_prefix="writer") as pool:
+        try:
+            for batch, staged in ahead:
+                replaced = 0
+                if staged is None:  # a character that cannot even be encoded: replace it before sending
+                    batch, replaced = _storable_batch(batch, tables, produces)
+                    staged = _stage_batch(batch, tables, produces, generation)
+                keys = _leading_keys(batch, staged)
+                while in_flight and (len(in_flight) == len(sessions) or keys & in_flight[-1].keys):
+                    finish_oldest()
+                busy = {id(f.session) for f in in_flight}
+                session = next(s for s in sessions if id(s) not in busy)
+                written = sum(rows.count for name, rows in staged.items() if tables[name].parent is None)
+                cp = replace(cp, cursor=batch.cursor, rows_total=cp.rows_total + written)
+                before = in_flight[-1].future if in_flight else None
+                future = pool.submit(_write, session, raw_schema, source, produces, batch, staged, cp, before)
+                in_flight.append(_InFlight(future, session, keys, batch.fetched, batch.total, written, replaced))
+            while in_flight:
+                finish_oldest()
+        finally:
+            ahead.close()  # stops the threads ahead
+            wait([f.future for f in in_flight])  # no session is used after this returns, whatever happened
     if cp.full_pending:
         with conn.transaction():
             progress.deleted = sum(delete_stale(conn, raw_schema, t, cp.generation) for t in source.tables if t.parent is None)

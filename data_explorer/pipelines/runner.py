@@ -143,6 +143,10 @@ class Runner:
         conn = self.db.connect()
         conn.execute(sql.SQL("SET ROLE {}").format(sql.Identifier(self.names.writer_role)))
         conn.execute("SET TimeZone = 'UTC'")
+        # A batch's rows and its checkpoint commit together, so a batch lost in a server crash is
+        # simply loaded again by the next run: waiting for each commit to reach disk buys nothing.
+        # Publishing, on another session, still waits.
+        conn.execute("SET synchronous_commit = off")
         conn.commit()
         return conn
 
@@ -180,7 +184,7 @@ class Runner:
         self.status.within("Discovering", 1.0, f"found {len(self.metadata['case_types'])} case types")
         self.report(important=True)
 
-    def load(self, client: CommCareClient, writer: psycopg.Connection, full: bool) -> None:
+    def load(self, client: CommCareClient, sessions: tuple[psycopg.Connection, ...], full: bool) -> None:
         cc = client.settings
         page_sizes = {"commcare.cases": cc.case_page_size, "commcare.forms": cc.form_page_size, "commcare.users": cc.user_page_size}
         self.status.enter("Loading", "loading")
@@ -202,7 +206,7 @@ class Runner:
                 self.status.within("Loading", (index + share) / len(sources), f"loading {source.name}: {p.rows:,} rows")
                 self.report()
 
-            result = load_source(writer, self.names.raw_schema, source, loader, full=full, on_batch=on_batch)
+            result = load_source(sessions, self.names.raw_schema, source, loader, full=full, on_batch=on_batch)
             entry.update(state="done", rows=result.rows, fetched=result.fetched, total=result.total, mode=result.mode,
                          deleted=result.deleted, replaced=result.replaced, seconds=round(result.seconds, 3), rate=None)
             self.status.within("Loading", (index + 1) / len(sources), f"loaded {source.name}: {result.rows:,} rows")
@@ -401,7 +405,8 @@ def materialize(
                     )
                 )
                 runner.discover(client, writer)
-                runner.load(client, writer, request.full)
+                second = stack.enter_context(runner.writer_connection())  # batches overlap in PostgreSQL
+                runner.load(client, (writer, second), request.full)
                 cancellation.publishing = True  # applying changes publishes them: a short transaction, let it end
                 applied = runner.apply_changes()
                 cancellation.publishing = False

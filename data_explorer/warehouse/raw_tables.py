@@ -52,11 +52,15 @@ def ensure_raw_tables(conn: psycopg.Connection, raw_schema: str, tables: tuple[T
                     )
                 )
             if table.parent:
-                conn.execute(
-                    sql.SQL("CREATE INDEX IF NOT EXISTS {} ON {}.{} ({})").format(
-                        ident(f"{table.name}_{table.parent.key}_idx"),
-                        ident(raw_schema),
-                        ident(table.name),
-                        ident(table.parent.key),
+                # children are found by their parent's key; a primary key that starts with it serves
+                # that already, and a second index would only cost every insert
+                index = sql.SQL("{}.{}").format(ident(raw_schema), ident(f"{table.name}_{table.parent.key}_idx"))
+                if table.primary_key[0] == table.parent.key:
+                    conn.execute(sql.SQL("DROP INDEX IF EXISTS {}").format(index))
+                else:
+                    conn.execute(
+                        sql.SQL("CREATE INDEX IF NOT EXISTS {} ON {}.{} ({})").format(
+                            ident(f"{table.name}_{table.parent.key}_idx"), ident(raw_schema), ident(table.name),
+                            ident(table.parent.key),
+                        )
                     )
-                )

@@ -12,6 +12,7 @@ from psycopg import sql
 
 from data_explorer.loaders.batch import Batch
 from data_explorer.loaders.commcare.users import USER_COLUMNS
+from data_explorer.loaders.errors import LoaderError
 from data_explorer.pipelines.loading import load_source
 from data_explorer.pipelines.registry import Registry
 from data_explorer.warehouse.control_tables import ensure_control_tables
@@ -75,11 +76,11 @@ def test_a_failed_load_keeps_every_committed_batch_and_resumes_after_it(db, conn
     pages = [[f"u{p}{i}" for i in range(3)] for p in range(4)]
     with db.connect() as writer:
         with pytest.raises(RuntimeError, match="source broke"):
-            load_source(writer, tenant.raw_schema, source.model_copy(update={"incremental": True}), ListLoader(pages, fail_after=2), full=False, on_batch=lambda p: None)
+            load_source((writer,), tenant.raw_schema, source.model_copy(update={"incremental": True}), ListLoader(pages, fail_after=2), full=False, on_batch=lambda p: None)
     assert len(_users(conn, tenant)) == 6  # two batches committed with their checkpoint
     resumed = ListLoader(pages)
     with db.connect() as writer:
-        result = load_source(writer, tenant.raw_schema, source.model_copy(update={"incremental": True}), resumed, full=False, on_batch=lambda p: None)
+        result = load_source((writer,), tenant.raw_schema, source.model_copy(update={"incremental": True}), resumed, full=False, on_batch=lambda p: None)
     assert resumed.asked == [{"page": 2}]  # the interrupted full pass went on from its checkpoint
     assert result.mode == "full (resumed)" and result.rows == 6
     assert len(_users(conn, tenant)) == 12
@@ -88,8 +89,8 @@ def test_a_failed_load_keeps_every_committed_batch_and_resumes_after_it(db, conn
 def test_a_full_pass_removes_what_the_source_no_longer_has(db, conn, tenant):
     source = PIPELINE.source("users")  # not incremental: every run is a full pass
     with db.connect() as writer:
-        load_source(writer, tenant.raw_schema, source, ListLoader([["a", "b"], ["c"]]), full=False, on_batch=lambda p: None)
-        result = load_source(writer, tenant.raw_schema, source, ListLoader([["a", "c"]]), full=False, on_batch=lambda p: None)
+        load_source((writer,), tenant.raw_schema, source, ListLoader([["a", "b"], ["c"]]), full=False, on_batch=lambda p: None)
+        result = load_source((writer,), tenant.raw_schema, source, ListLoader([["a", "c"]]), full=False, on_batch=lambda p: None)
     assert result.deleted == 1
     assert set(_users(conn, tenant)) == {"a", "c"}
 
@@ -102,9 +103,51 @@ def test_repeats_within_a_batch_keep_the_last_version(db, conn, tenant):
             yield Batch({"users": [_user("a", "old"), _user("b"), _user("a", "new")]}, [], None, 3, None)
 
     with db.connect() as writer:
-        result = load_source(writer, tenant.raw_schema, PIPELINE.source("users"), Repeating(), full=False, on_batch=lambda p: None)
+        result = load_source((writer,), tenant.raw_schema, PIPELINE.source("users"), Repeating(), full=False, on_batch=lambda p: None)
     assert result.rows == 2
     assert _users(conn, tenant)["a"] == "new"
+
+
+class VersionLoader(ListLoader):
+    """Pages of (user id, name); a name of None makes a value PostgreSQL refuses."""
+
+    def batches(self, cursor):
+        start = cursor["page"] if cursor else 0
+        for index in range(start, len(self.pages)):
+            rows = [_user(u, n) if n is not None else (u, "x", None, None, None, None, "not json", "[]", None, "[]", "{}")
+                    for u, n in self.pages[index]]
+            yield Batch({"users": rows}, [], {"page": index + 1}, len(rows), None)
+
+
+def _checkpoint(conn, names):
+    return conn.execute(sql.SQL("SELECT cursor FROM {}._sync_state WHERE source = 'users'").format(
+        sql.Identifier(names.raw_schema))).fetchone()[0]
+
+
+def test_two_sessions_write_batches_that_share_keys_in_order(db, conn, tenant):
+    source = PIPELINE.source("users").model_copy(update={"incremental": True})
+    # "a" is in two pages of every three: consecutive pages share it, and the pages between them do not
+    pages = [[("a", f"v{p}"), (f"u{p}", "x")] if p % 3 != 2 else [(f"u{p}", "x"), (f"w{p}", "y")] for p in range(30)]
+    seen = []
+    with db.connect() as one, db.connect() as two:
+        result = load_source((one, two), tenant.raw_schema, source, VersionLoader(pages), full=False,
+                             on_batch=lambda p: seen.append(p.fetched))
+    users = _users(conn, tenant)
+    assert users["a"] == "v28"  # the last page that wrote it
+    assert len(users) == 1 + 30 + 10 and result.rows == 60
+    assert seen == sorted(seen) and seen[-1] == 60  # progress in the order of the pages
+    assert _checkpoint(conn, tenant) == {"page": 30}
+
+
+def test_with_two_sessions_a_refused_batch_keeps_exactly_the_batches_before_it(db, conn, tenant):
+    source = PIPELINE.source("users").model_copy(update={"incremental": True})
+    pages = [[(f"u{p}{i}", "x") for i in range(3)] for p in range(6)]
+    pages[3][1] = ("bad", None)
+    with db.connect() as one, db.connect() as two:
+        with pytest.raises(LoaderError, match="refused a value"):
+            load_source((one, two), tenant.raw_schema, source, VersionLoader(pages), full=False, on_batch=lambda p: None)
+    assert set(_users(conn, tenant)) == {f"u{p}{i}" for p in range(3) for i in range(3)}  # nothing after it
+    assert _checkpoint(conn, tenant) == {"page": 3}
 
 
 def test_publish_swaps_atomically_and_grants_only_the_reader(conn, tenant):
