@@ -5,10 +5,10 @@ rows upserted by primary key, checkpoint advanced. A full pass ends by deleting
 rows it did not write. Killed anywhere, the next run resumes after the last
 committed batch with nothing lost and nothing duplicated.
 
-The prefetch thread fetches, parses and formats the next batch as COPY text
-while batches are sent, so PostgreSQL waits on no Python work. With two writer
-sessions, PostgreSQL writes a batch while it still writes the one before (the
-loader's limit is PostgreSQL parsing, indexing and logging rows in one
+The prefetch thread fetches, parses and converts the next pages while batches
+are sent (psycopg formats the rows as COPY text in its compiled code). With two
+writer sessions, PostgreSQL writes a batch while it still writes the one before
+(the loader's limit is PostgreSQL parsing, indexing and logging rows in one
 session); batches that share a key are written one after the other, and
 commits keep the order of the batches.
 """
@@ -27,10 +27,10 @@ import psycopg
 
 from data_explorer.loaders.batch import Batch, SourceLoader
 from data_explorer.loaders.errors import LoaderError
-from data_explorer.pipelines.prefetch import prefetch
+from data_explorer.loaders.prefetch import prefetch
 from data_explorer.pipelines.registry import Source, Table
 from data_explorer.warehouse.batches import (
-    StagedRows, copy_rows, create_stage, delete_children, delete_stale, merge_stage, prefer_lz4, stage_rows,
+    StagedRows, Unencodable, copy_rows, create_stage, delete_children, delete_stale, merge_stage, prefer_lz4, stage_rows,
 )
 from data_explorer.warehouse.checkpoints import read_checkpoint, start_pass, write_checkpoint
 from data_explorer.warehouse.storable import storable, storable_rows
@@ -48,20 +48,12 @@ class SourceProgress:
     seconds: float = 0.0
 
 
-# PostgreSQL refuses NUL and lone surrogates in text and jsonb
-UNSTORABLE = (psycopg.errors.UntranslatableCharacter, psycopg.errors.CharacterNotInRepertoire)
+# PostgreSQL refuses NUL and lone surrogates in text and jsonb; psycopg refuses some before sending
+UNSTORABLE = (psycopg.errors.UntranslatableCharacter, psycopg.errors.CharacterNotInRepertoire, Unencodable)
 
 
 def _stage_batch(batch: Batch, tables: dict[str, Table], produces: dict[str, tuple[str, ...]], generation: int) -> dict[str, StagedRows]:
     return {name: stage_rows(tables[name], produces[name], rows, generation) for name, rows in batch.rows.items() if rows}
-
-
-def _stage_ahead(batch: Batch, tables: dict[str, Table], produces: dict[str, tuple[str, ...]], generation: int) -> dict[str, StagedRows] | None:
-    """The batch's rows as COPY text, formatted in the prefetch thread; None when a value cannot be encoded."""
-    try:
-        return _stage_batch(batch, tables, produces, generation)
-    except UnicodeEncodeError:
-        return None
 
 
 def _storable_batch(batch: Batch, tables: dict[str, Table], produces: dict[str, tuple[str, ...]]) -> tuple[Batch, int]:
@@ -117,10 +109,14 @@ def _write(conn, raw_schema: str, source: Source, produces, batch: Batch, staged
         _write_batch(conn, raw_schema, source, produces, batch, staged, cp, before)
         return 0
     except UNSTORABLE:
-        tables = {t.name: t for t in source.tables}
-        batch, replaced = _storable_batch(batch, tables, produces)
+        pass
+    tables = {t.name: t for t in source.tables}
+    batch, replaced = _storable_batch(batch, tables, produces)
+    try:
         _write_batch(conn, raw_schema, source, produces, batch, _stage_batch(batch, tables, produces, cp.generation), cp, before)
-        return replaced
+    except Unencodable as exc:
+        raise LoaderError(f"{source.name}: a value from the API cannot be sent to PostgreSQL ({exc}); nothing of this batch was kept") from None
+    return replaced
 
 
 @dataclass
@@ -131,7 +127,6 @@ class _InFlight:
     fetched: int
     total: int | None
     written: int
-    replaced: int  # characters replaced before it was sent
 
 
 def _leading_keys(batch: Batch, staged: dict[str, StagedRows]) -> frozenset:
@@ -185,16 +180,14 @@ def load_source(
         mode = "full" if cp.full_pending else "incremental"
     progress = SourceProgress(source.name, mode)
     generation = cp.generation  # the prefetch thread stages rows with it: fixed for the pass
-    # two threads ahead of the writers: one fetches, parses and converts pages, the other formats them as COPY text
-    batches = prefetch(loader.batches(cp.cursor), depth=1)
-    ahead = prefetch(((batch, _stage_ahead(batch, tables, produces, generation)) for batch in batches), depth=1)
+    ahead = prefetch((batch, _stage_batch(batch, tables, produces, generation)) for batch in loader.batches(cp.cursor))
     in_flight: deque[_InFlight] = deque()
 
     def finish_oldest() -> None:
         done = in_flight.popleft()
         replaced = done.future.result()
         progress.rows += done.written
-        progress.replaced += done.replaced + replaced
+        progress.replaced += replaced
         progress.fetched += done.fetched
         progress.total = done.total if done.total is not None else progress.total
         progress.seconds = time.monotonic() - started
@@ -203,10 +196,6 @@ def load_source(
     with _no_cyclic_collection(), ThreadPoolExecutor(len(sessions), thread_name_prefix="writer") as pool:
         try:
             for batch, staged in ahead:
-                replaced = 0
-                if staged is None:  # a character that cannot even be encoded: replace it before sending
-                    batch, replaced = _storable_batch(batch, tables, produces)
-                    staged = _stage_batch(batch, tables, produces, generation)
                 keys = _leading_keys(batch, staged)
                 while in_flight and (len(in_flight) == len(sessions) or keys & in_flight[-1].keys):
                     finish_oldest()
@@ -216,7 +205,7 @@ def load_source(
                 cp = replace(cp, cursor=batch.cursor, rows_total=cp.rows_total + written)
                 before = in_flight[-1].future if in_flight else None
                 future = pool.submit(_write, session, raw_schema, source, produces, batch, staged, cp, before)
-                in_flight.append(_InFlight(future, session, keys, batch.fetched, batch.total, written, replaced))
+                in_flight.append(_InFlight(future, session, keys, batch.fetched, batch.total, written))
             while in_flight:
                 finish_oldest()
         finally:

@@ -1,4 +1,7 @@
-"""The CommCare sources: paging, the incremental cursor and row mapping meeting in one short loop each."""
+"""The CommCare sources: paging, the incremental cursor and row mapping meeting in one short loop each.
+
+Pages are fetched and parsed in a thread of their own, a page ahead of the loop that maps their records.
+"""
 
 from __future__ import annotations
 
@@ -12,6 +15,7 @@ from data_explorer.loaders.commcare.forms import block_rows, form_id_of, form_ro
 from data_explorer.loaders.commcare.paging import case_pages, form_pages, offset_pages
 from data_explorer.loaders.commcare.users import user_row
 from data_explorer.loaders.cursor import IndexedOnCursor
+from data_explorer.loaders.prefetch import prefetch
 from data_explorer.loaders.timestamps import parse_timestamp
 
 
@@ -25,7 +29,7 @@ class CasesSource(_Source):
 
     def batches(self, cursor_state: dict[str, Any] | None) -> Iterator[Batch]:
         cursor = IndexedOnCursor(cursor_state)
-        for page in case_pages(self.client, self.domain, limit=self.page_size, since=cursor.instant):
+        for page in prefetch(case_pages(self.client, self.domain, limit=self.page_size, since=cursor.instant)):
             rows = [case_row(case) for case in page.records if cursor.accept(*case_key(case))]
             yield Batch({"cases": rows}, [], cursor.state(), len(page.records), page.total)
 
@@ -35,7 +39,7 @@ class FormsSource(_Source):
 
     def batches(self, cursor_state: dict[str, Any] | None) -> Iterator[Batch]:
         cursor = IndexedOnCursor(cursor_state)
-        for page in form_pages(self.client, self.domain, limit=self.page_size, since=cursor.instant):
+        for page in prefetch(form_pages(self.client, self.domain, limit=self.page_size, since=cursor.instant)):
             forms, blocks, ids = [], [], []
             for form in page.records:
                 form_id = form_id_of(form)
