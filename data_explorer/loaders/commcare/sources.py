@@ -29,7 +29,7 @@ class CasesSource(_Source):
 
     def batches(self, cursor_state: dict[str, Any] | None) -> Iterator[Batch]:
         cursor = IndexedOnCursor(cursor_state)
-        for page in prefetch(case_pages(self.client, self.domain, limit=self.page_size, since=cursor.instant)):
+        for page in prefetch(case_pages(self.client, self.domain, limit=self.page_size, since=cursor.instant), depth=1):
             rows = [case_row(case) for case in page.records if cursor.accept(*case_key(case))]
             yield Batch({"cases": rows}, [], cursor.state(), len(page.records), page.total)
 
@@ -39,7 +39,7 @@ class FormsSource(_Source):
 
     def batches(self, cursor_state: dict[str, Any] | None) -> Iterator[Batch]:
         cursor = IndexedOnCursor(cursor_state)
-        for page in prefetch(form_pages(self.client, self.domain, limit=self.page_size, since=cursor.instant)):
+        for page in prefetch(form_pages(self.client, self.domain, limit=self.page_size, since=cursor.instant), depth=1):
             forms, blocks, ids = [], [], []
             for form in page.records:
                 form_id = form_id_of(form)
