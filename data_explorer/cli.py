@@ -123,12 +123,16 @@ def build_parser() -> argparse.ArgumentParser:
         "materialize",
         help="discover, load and transform one project space into PostgreSQL",
         description="Materialize a CommCare project space: discover its apps, load cases, forms and users "
-        "(incrementally after the first run), build the tables with dbt, and publish them atomically.",
+        "(incrementally after the first run), build the tables with dbt (or apply small changes to the "
+        "published tables in place), and publish them atomically.",
         epilog=settings_help(),
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     materialize.add_argument("--domain", required=True, help="the CommCare project space (domain)")
-    materialize.add_argument("--full", action="store_true", help="reload everything instead of only what changed")
+    materialize.add_argument(
+        "--full", action="store_true",
+        help="reload everything and rebuild every table with dbt, instead of loading and applying only what changed",
+    )
     materialize.add_argument("--pipeline", default="commcare_sync", help="pipeline to run (default commcare_sync)")
     materialize.set_defaults(func=cmd_materialize)
 

@@ -57,6 +57,8 @@ async def test_wait_false_returns_at_once_and_status_follows_phase_by_phase(worl
         final = await _poll(client, run_id, lambda d: d["phase"] in ("Succeeded", "Failed", "Cancelled"))
         assert final["phase"] == "Succeeded", final
         assert final["phases"]["load"]["cases"]["rows"] > 0 and final["phases"]["transform"]["models_built"] >= 7
+        transform = final["phases"]["transform"]
+        assert transform["mode"] in ("full", "incremental") and ("reason" in transform) == (transform["mode"] == "full")
         verbose = envelope(await client.call_tool("get_materialization_status", {"run_id": run_id, "verbose": True}))
         assert "models" in verbose["data"]["phases"]["transform"]
 

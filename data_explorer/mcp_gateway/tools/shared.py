@@ -42,6 +42,8 @@ def _compact_phases(phases: dict[str, Any]) -> dict[str, Any]:
         models = t.get("models") or {}
         out["transform"] = {
             "state": t.get("state"),
+            "mode": t.get("mode"),  # incremental: changes applied in place; full: dbt built every table
+            **({"reason": t["reason"]} if t.get("reason") else {}),  # why a full build was needed
             "models_built": sum(1 for m in models.values() if m.get("state") == "success"),
             "models_total": t.get("total"),
             "failed": [n for n, m in models.items() if m.get("state") not in ("success", None)],
