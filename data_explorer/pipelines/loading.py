@@ -16,6 +16,7 @@ commits keep the order of the batches.
 from __future__ import annotations
 
 import gc
+import threading
 import time
 from collections import deque
 from concurrent.futures import Future, ThreadPoolExecutor, wait
@@ -130,25 +131,50 @@ class _InFlight:
 
 
 def _leading_keys(batch: Batch, staged: dict[str, StagedRows]) -> frozenset:
-    """The values of the first key column a batch writes (its parents' too): batches sharing none
-    touch no common row and can be written at the same time."""
+    """The values of the first key column a batch writes (its parents' too), also as they are once
+    unstorable characters are replaced: batches sharing none touch no common row and can be written
+    at the same time."""
     keys = set(batch.parents)
     for rows in staged.values():
         keys.update(rows.leading_keys)
+    keys.update([storable(k)[0] for k in keys if isinstance(k, str)])
     return frozenset(keys)
+
+
+def _wait_all(futures: list[Future]) -> None:
+    """Until every write has ended, even through a second stop request: no thread may still use a
+    session when the caller goes on to close it."""
+    interrupted: BaseException | None = None
+    while True:
+        try:
+            wait(futures)
+            break
+        except BaseException as exc:  # RunCancelled or KeyboardInterrupt, raised by a signal
+            interrupted = interrupted or exc
+    if interrupted is not None:
+        raise interrupted
 
 
 @contextmanager
 def _no_cyclic_collection() -> Iterator[None]:
     """Each page parses into hundreds of thousands of acyclic objects, freed by reference counting; the
     cyclic collector would only walk them over and over (about 6% of a load). What little cyclic garbage
-    a load makes (some 50 objects a page, from the HTTP and PostgreSQL clients) waits until it ends."""
+    a load makes (some 50 objects a page, from the HTTP and PostgreSQL clients) waits until it ends.
+
+    The collector is the whole process's: a run in a thread of a process serving other work (the
+    gateway) only makes collections rarer."""
+    previous = gc.get_threshold()
     was_enabled = gc.isenabled()
-    gc.disable()
+    alone = threading.current_thread() is threading.main_thread()
+    if alone:
+        gc.disable()
+    else:
+        gc.set_threshold(100_000, *previous[1:])
     try:
         yield
     finally:
-        if was_enabled:
+        gc.set_threshold(*previous)
+        if alone and was_enabled:
             gc.enable()
 
 
@@ -197,7 +223,7 @@ def load_source(
         try:
             for batch, staged in ahead:
                 keys = _leading_keys(batch, staged)
-                while in_flight and (len(in_flight) == len(sessions) or keys & in_flight[-1].keys):
+                while in_flight and (len(in_flight) == len(sessions) or any(keys & f.keys for f in in_flight)):
                     finish_oldest()
                 busy = {id(f.session) for f in in_flight}
                 session = next(s for s in sessions if id(s) not in busy)
@@ -209,8 +235,8 @@ def load_source(
             while in_flight:
                 finish_oldest()
         finally:
-            ahead.close()  # stops the threads ahead
-            wait([f.future for f in in_flight])  # no session is used after this returns, whatever happened
+            ahead.close()  # stops the thread ahead
+            _wait_all([f.future for f in in_flight])
     if cp.full_pending:
         with conn.transaction():
             progress.deleted = sum(delete_stale(conn, raw_schema, t, cp.generation) for t in source.tables if t.parent is None)

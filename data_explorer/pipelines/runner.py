@@ -61,8 +61,12 @@ class RunConflict(RuntimeError):
     code = "CONFLICT"
 
 
-class RunCancelled(BaseException):
-    """Raised in the runner when it is asked to stop (SIGTERM; Ctrl-C arrives as KeyboardInterrupt)."""
+class RunCancelled(KeyboardInterrupt):
+    """Raised in the runner when it is asked to stop (SIGTERM; Ctrl-C arrives as KeyboardInterrupt).
+
+    A KeyboardInterrupt, because that is what the libraries stop on at once: psycopg cancels the
+    query it is waiting for, and dbt cancels the queries of its models, where any other exception
+    would wait for them to end (a long model, or one waiting for a lock, could take minutes)."""
 
 
 @dataclass(frozen=True)
@@ -97,6 +101,7 @@ class Cancellation:
     def __init__(self) -> None:
         self.event = threading.Event()
         self.publishing = False
+        self.stoppers: list[Callable[[], None]] = []  # stop work the exception cannot reach (dbt's sessions)
 
     @property
     def requested(self) -> bool:
@@ -105,6 +110,11 @@ class Cancellation:
     def _handle(self, signum, frame) -> None:
         self.event.set()
         if not self.publishing:
+            for stop in list(self.stoppers):
+                try:
+                    stop()
+                except Exception:  # best effort: the exception below still ends the run
+                    log.debug("stopping failed", exc_info=True)
             raise RunCancelled()
 
     @contextmanager
@@ -246,45 +256,66 @@ class Runner:
                 return f"{source.name} had a full pass since the last publish, which may have removed rows"
         return None
 
-    def apply_changes(self) -> bool:
+    def apply_changes(self, cancellation: "Cancellation") -> bool:
         """Bring the published tables up to date with the plan the last full build left, in the transaction
-        that publishes the run. False, with the reason in the transform phase, when dbt must build everything."""
+        that publishes the run. False, with the reason in the transform phase, when dbt must build everything.
+
+        A stop request rolls the changes back until the run is being recorded; from then on the commit
+        is allowed to happen, as a publish is."""
         started = time.monotonic()
         transform = self.status.phases["transform"] = {"state": "running", "mode": "incremental", "models": {}, "total": None}
         with self.db.connect(autocommit=True) as admin:
-            published = read_published(admin, self.names.raw_schema)
             try:
+                published = read_published(admin, self.names.raw_schema)
                 reason = self._why_not_incremental(admin, published)
                 if reason is None:
                     plan = Plan.from_json(published.plan)
-                    self.status.enter("Transforming", "applying the changes to the published tables")
-                    transform["total"] = len(plan.steps)
-                    self.report(important=True)
-                    before = (self.status.phase, dict(self.status.progress), self.status.completed_at)
-                    try:
-                        with admin.transaction():
-                            admin.execute(sql.SQL("SET LOCAL lock_timeout = {}").format(sql.Literal(LOCK_TIMEOUT)))
-                            watermark = database_now(admin)
-                            for result in apply_plan(admin, self.names, plan, published.watermark):
-                                transform["models"][result.name] = {"state": result.status, "rows": result.rows, "seconds": result.seconds}
-                            transform.update(state="done", seconds=round(time.monotonic() - started, 3))
-                            self.increments = (watermark, published.plan, None)
-                            self._finish(admin)
-                        self.report(important=True)
-                        return True
-                    except BaseException:
-                        self.status.phase, self.status.progress, self.status.completed_at = before
-                        raise
             except PlanUnavailable as exc:
                 reason = str(exc)
-            except psycopg.Error as exc:
-                if admin.broken:  # the session is gone: the run fails as with any lost connection
+            if reason is None:
+                drop_build_schema(admin, self.names)  # what a killed full build left: no run builds there now
+                self.status.enter("Transforming", "applying the changes to the published tables")
+                transform["total"] = len(plan.steps)
+                self.report(important=True)
+                before = (self.status.phase, dict(self.status.progress), self.status.completed_at)
+
+                def undo() -> None:  # the transaction rolled back: the run is where it was before it
+                    self.status.phase, self.status.progress, self.status.completed_at = before
+                    self.status.phases.pop("publish", None)
+                    cancellation.publishing = False
+
+                try:
+                    with admin.transaction():
+                        admin.execute(sql.SQL("SET LOCAL lock_timeout = {}").format(sql.Literal(LOCK_TIMEOUT)))
+                        watermark = database_now(admin)
+                        if watermark < published.watermark:
+                            raise PlanUnavailable("the database clock is behind the time of the last publish")
+                        for result in apply_plan(admin, self.names, plan, published.watermark):
+                            transform["models"][result.name] = {"state": result.status, "rows": result.rows, "seconds": result.seconds}
+                        transform.update(state="done", seconds=round(time.monotonic() - started, 3))
+                        self.increments = (watermark, published.plan, None)
+                        cancellation.publishing = True
+                        if cancellation.requested:
+                            raise RunCancelled()
+                        self._finish(admin)
+                except PlanUnavailable as exc:
+                    undo()
+                    reason = str(exc)
+                except psycopg.Error as exc:
+                    undo()
+                    if admin.broken:  # the session is gone: the run fails as with any lost connection
+                        raise
+                    reason = f"PostgreSQL: {first_line(exc)}"
+                except BaseException:
+                    undo()
                     raise
-                reason = f"PostgreSQL: {first_line(exc)}"
+        if reason is None:
+            self.report(important=True)
+            return True
         self.status.phases["transform"] = {"state": "pending", "mode": "full", "reason": reason, "models": {}, "total": None}
         return False
 
-    def transform(self) -> None:
+    def transform(self, cancellation: Cancellation) -> None:
         self.status.enter("Transforming", "building tables with dbt")
         transform = self.status.phases["transform"]
         transform.update(state="running", mode="full")
@@ -294,7 +325,8 @@ class Runner:
             watermark = database_now(admin)  # raw rows loaded from now on are not in what dbt builds
         params = self.db.params()
         target = DbtTarget(params["host"], params["port"], params["user"], params["password"], params["dbname"],
-                           self.names.build_schema, self.names.writer_role, params["sslmode"])
+                           self.names.build_schema, self.names.writer_role, params["sslmode"],
+                           f"data-explorer dbt {self.status.run_id}")
         work = self.settings.home / "work" / self.names.schema
         project = prepare_project(self.settings.dbt_project_dir, work, self.view_names, target, threads=2)
 
@@ -307,11 +339,23 @@ class Runner:
             self.status.within("Transforming", done / max(total, 1), f"built {result.name} ({done} of {total})")
             self.report()
 
+        def stop_dbt() -> None:
+            """dbt waits for its models' queries to end before it stops, and cannot always cancel them
+            itself (its sessions act as the writer role): end its sessions, so that a stop is prompt."""
+            with self.db.connect(autocommit=True) as admin:
+                admin.execute(
+                    "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE application_name = %s",
+                    (target.application_name,),
+                )
+
+        cancellation.stoppers.append(stop_dbt)
         try:
             result = run_dbt(project, target, self._variables(), on_model=on_model, on_start=on_start)
         except TransformError:
             transform["state"] = "failed"
             raise
+        finally:
+            cancellation.stoppers.remove(stop_dbt)
         transform.update(state="done", seconds=result.seconds)
         try:
             manifest = json.loads((project / "target" / "manifest.json").read_bytes())
@@ -407,13 +451,11 @@ def materialize(
                 runner.discover(client, writer)
                 second = stack.enter_context(runner.writer_connection())  # batches overlap in PostgreSQL
                 runner.load(client, (writer, second), request.full)
-                cancellation.publishing = True  # applying changes publishes them: a short transaction, let it end
-                applied = runner.apply_changes()
-                cancellation.publishing = False
+                applied = runner.apply_changes(cancellation)
                 if not applied:
                     if cancellation.requested:
                         raise RunCancelled()
-                    runner.transform()
+                    runner.transform(cancellation)
                     cancellation.publishing = True
                     if cancellation.requested:
                         raise RunCancelled()

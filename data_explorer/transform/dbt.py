@@ -64,6 +64,7 @@ class DbtTarget:
     schema: str  # where models are built: the tenant's build schema
     role: str  # the tenant's writer role
     sslmode: str = "prefer"
+    application_name: str = "dbt"  # how dbt's sessions show in pg_stat_activity: a run finds and stops its own
 
 
 def _first_line(value: object) -> str:
@@ -83,6 +84,7 @@ def profile_yaml(target: DbtTarget, threads: int) -> str:
         "schema": target.schema,
         "role": target.role,
         "sslmode": target.sslmode,
+        "application_name": target.application_name,
         "threads": threads,
         "connect_timeout": 30,
     }

@@ -16,8 +16,8 @@ instead, in the publishing transaction:
   and what discover found are exactly what they were (the fingerprint), so every
   view's definition is the one that was published.
 
-Keyed models may read only raw tables, so the keys say exactly which of their
-rows can differ. Hooks run only when dbt builds a table (constraints, indexes).
+Keyed models may read only raw tables, each named by their keys, so the keys
+say exactly which of their rows can differ. Hooks run only when dbt builds a table (constraints, indexes).
 """
 
 from __future__ import annotations
@@ -152,10 +152,11 @@ def plan_from_manifest(manifest: dict[str, Any], published: dict[str, str]) -> P
             reads = {sources.get(dep) for dep in depends if dep not in models}
             if any(dep in models for dep in depends):
                 raise PlanUnavailable(f"model {name} declares {KEYS_META} but reads other models; keyed models read raw tables only")
-            for _, sets in keys:
-                for key in sets:
-                    if key.table not in reads:
-                        raise PlanUnavailable(f"model {name}: {KEYS_META} names {key.table}, which it does not read")
+            keyed_by = {key.table for _, sets in keys for key in sets}
+            for table in sorted(keyed_by - reads):
+                raise PlanUnavailable(f"model {name}: {KEYS_META} names {table}, which it does not read")
+            for table in sorted(reads - keyed_by):  # its changes would never reach the model's rows
+                raise PlanUnavailable(f"model {name} reads {table}, which its {KEYS_META} do not name")
         steps.append(Step(name, select.strip().rstrip(";"), keys))
     return Plan(tuple(steps))
 

@@ -98,7 +98,10 @@ def _changed_keys(conn: psycopg.Connection, raw_schema: str, key: KeySet, index:
         ).fetchone()[0]
         total = estimate if estimate > 0 else conn.execute(sql.SQL("SELECT count(*) FROM {}").format(raw)).fetchone()[0]
         if changed > MAX_CHANGED_SHARE * total:
-            raise TooManyChanges(f"{changed:,} of about {int(total):,} rows of {key.label} changed; rebuilding is cheaper")
+            raise TooManyChanges(
+                f"{changed:,} {key.column} values changed in {key.table}, which holds about {int(total):,} rows; "
+                "rebuilding is cheaper"
+            )
     return temp
 
 

@@ -55,6 +55,30 @@ def test_kill_while_applying_changes_leaves_the_published_run(space_factory, con
     assert status.phases["transform"]["mode"] == "incremental"  # the next run applied the same changes in place
 
 
+def test_sigterm_while_applying_changes_rolls_them_back(space_factory, conn, db):
+    space = space_factory(cases=300)
+    assert space.run().phase == "Succeeded"
+    before = space.published(conn)
+    space.sim.mutate(space.domain, update_cases=20, new_forms=5)
+    locker = _lock(db, space.names.schema, "form_submissions")
+    proc = _spawn(space)
+    _waiting_on_a_lock(conn, proc)  # in the middle of the transaction that applies the changes
+    run_id = _wait_for(conn, space.domain, lambda phase, phases: phase == "Transforming", proc)
+    signalled = time.monotonic()
+    proc.send_signal(signal.SIGTERM)
+    output, _ = proc.communicate(timeout=60)
+    assert time.monotonic() - signalled < 10, "the cancel waited for the lock instead of stopping"
+    locker.rollback()
+    locker.close()
+    assert proc.returncode == 1 and "cancelled" in output, output
+    phase, error = conn.execute("SELECT phase, error FROM data_explorer.runs WHERE run_id = %s", (run_id,)).fetchone()
+    assert phase == "Cancelled" and error["code"] == "CANCELLED"
+    assert space.published(conn) == before
+    status = space.run()
+    assert status.phase == "Succeeded" and status.phases["transform"]["mode"] == "incremental"
+    assert space.published(conn) != before
+
+
 def _assert_next_run_completes(space, conn, before, killed_run):
     assert space.published(conn) == before, "a killed run changed what agents see"
     space.sim.set_faults({})
@@ -83,19 +107,27 @@ def _retrying_forms(phase, phases):
     ],
     ids=["during-load", "while-backing-off", "during-transform"],
 )
-def test_sigterm_cancels_promptly_and_keeps_the_published_run(space_factory, conn, point, faults):
+def test_sigterm_cancels_promptly_and_keeps_the_published_run(space_factory, conn, db, point, faults):
     space = space_factory(cases=300)
     assert space.run().phase == "Succeeded"
     before = space.published(conn)
     space.sim.mutate(space.domain, update_cases=30)
     space.sim.set_faults(faults)
     proc = _spawn(space, full=point is _transforming, COMMCARE_CASE_PAGE_SIZE=5, COMMCARE_MAX_BACKOFF=60, COMMCARE_MAX_RETRIES=8)
+    locker = None
+    if point is _transforming:  # dbt held on a raw table it reads (loading does not write it), so the signal lands mid-build
+        _wait_for(conn, space.domain, lambda phase, phases: phase == "Loading", proc)
+        locker = _lock(db, space.names.raw_schema, "form_definitions")
+        _waiting_on_a_lock(conn, proc)
+        point = lambda phase, phases: phase == "Transforming"  # noqa: E731 (models done so far may not be reported yet)
     run_id = _wait_for(conn, space.domain, point, proc)
     if point is _retrying_forms:
         time.sleep(1.5)  # into the backoff waits
     signalled = time.monotonic()
     proc.send_signal(signal.SIGTERM)
     output, _ = proc.communicate(timeout=60)
+    if locker:
+        locker.close()
     assert time.monotonic() - signalled < 10, "the cancel waited for the work instead of stopping it"
     assert proc.returncode == 1, output
     assert "cancelled" in output

@@ -67,6 +67,8 @@ def test_key_sets_are_shared_between_steps():
     (_model("nocode", ["source.p.raw.cases"], code=""), "no compiled SQL"),
     (_model("keyed", ["model.p.other"], meta={"increment_keys": {"id": ["cases.id"]}}), "reads other models"),
     (_model("keyed", ["source.p.raw.forms"], meta={"increment_keys": {"id": ["cases.id"]}}), "names cases, which it does not read"),
+    (_model("keyed", ["source.p.raw.forms", "source.p.raw.cases"], meta={"increment_keys": {"id": ["cases.id"]}}),
+     "reads forms, which its increment_keys do not name"),
     (_model("keyed", ["source.p.raw.cases"], meta={"increment_keys": {"id": "cases.id"}}), "non-empty list"),
     (_model("keyed", ["source.p.raw.cases"], meta={"increment_keys": {"id": ["cases"]}}), "is not 'raw_table.column'"),
     (_model("keyed", ["source.p.raw.cases"], meta={"increment_keys": []}), "must map model columns"),
