@@ -7,7 +7,6 @@ import logging
 import time
 from typing import Any, Awaitable, Callable
 
-
 from data_explorer.config import Settings
 from data_explorer.control.base import ControlPlane
 from data_explorer.control.base import Conflict

@@ -66,8 +66,17 @@ def _storable_batch(batch: Batch, tables: dict[str, Table], produces: dict[str, 
     return replace(batch, rows=rows, parents=[storable(p)[0] for p in batch.parents]), replaced
 
 
-def _write_batch(conn, raw_schema: str, source: Source, produces, batch: Batch, staged: dict[str, StagedRows], cp,
-                 before: Future | None) -> None:
+@dataclass(frozen=True)
+class _Into:
+    """Where one source's batches go."""
+
+    raw_schema: str
+    source: Source
+    tables: dict[str, Table]
+    produces: dict[str, tuple[str, ...]]  # raw table -> the loader's order of its values
+
+
+def _write_batch(conn, into: _Into, batch: Batch, staged: dict[str, StagedRows], cp, before: Future | None) -> None:
     """One transaction: children of re-sent parents deleted, rows copied and upserted; then, once the
     batch ``before`` it has committed, the checkpoint advanced and committed.
 
@@ -75,7 +84,7 @@ def _write_batch(conn, raw_schema: str, source: Source, produces, batch: Batch, 
     only after the batch before has committed, so neither session ever waits for the other's lock,
     and commits keep the order of the batches: what is committed is always a prefix of the pass.
     """
-    tables = {t.name: t for t in source.tables}
+    raw_schema, source, tables, produces = into.raw_schema, into.source, into.tables, into.produces
     try:
         with conn.transaction():
             cleared: dict[str, set] = {}  # child table -> the leading keys whose rows are now gone
@@ -102,21 +111,21 @@ def _write_batch(conn, raw_schema: str, source: Source, produces, batch: Batch, 
         ) from None
 
 
-def _write(conn, raw_schema: str, source: Source, produces, batch: Batch, staged: dict[str, StagedRows], cp,
-           before: Future | None) -> int:
+def _write(conn, into: _Into, batch: Batch, staged: dict[str, StagedRows], cp, before: Future | None) -> int:
     """Write a batch; when PostgreSQL refuses a character in it, write it again with those replaced.
     Returns how many characters were replaced."""
     try:
-        _write_batch(conn, raw_schema, source, produces, batch, staged, cp, before)
+        _write_batch(conn, into, batch, staged, cp, before)
         return 0
     except UNSTORABLE:
         pass
-    tables = {t.name: t for t in source.tables}
-    batch, replaced = _storable_batch(batch, tables, produces)
+    batch, replaced = _storable_batch(batch, into.tables, into.produces)
     try:
-        _write_batch(conn, raw_schema, source, produces, batch, _stage_batch(batch, tables, produces, cp.generation), cp, before)
+        _write_batch(conn, into, batch, _stage_batch(batch, into.tables, into.produces, cp.generation), cp, before)
     except Unencodable as exc:
-        raise LoaderError(f"{source.name}: a value from the API cannot be sent to PostgreSQL ({exc}); nothing of this batch was kept") from None
+        raise LoaderError(
+            f"{into.source.name}: a value from the API cannot be sent to PostgreSQL ({exc}); nothing of this batch was kept"
+        ) from None
     return replaced
 
 
@@ -191,6 +200,7 @@ def load_source(
     it is still being written (PostgreSQL parsing, indexing and logging it), unless they share a key."""
     started = time.monotonic()
     tables, produces = {t.name: t for t in source.tables}, loader.produces
+    into = _Into(raw_schema, source, tables, produces)
     conn = sessions[0]
     for session in sessions:
         with session.transaction():
@@ -230,7 +240,7 @@ def load_source(
                 written = sum(rows.count for name, rows in staged.items() if tables[name].parent is None)
                 cp = replace(cp, cursor=batch.cursor, rows_total=cp.rows_total + written)
                 before = in_flight[-1].future if in_flight else None
-                future = pool.submit(_write, session, raw_schema, source, produces, batch, staged, cp, before)
+                future = pool.submit(_write, session, into, batch, staged, cp, before)
                 in_flight.append(_InFlight(future, session, keys, batch.fetched, batch.total, written))
             while in_flight:
                 finish_oldest()

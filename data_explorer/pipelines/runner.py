@@ -16,6 +16,8 @@ import time
 import uuid
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
+from datetime import datetime
+from functools import cached_property
 from typing import Any, Callable, Iterator
 
 import psycopg
@@ -107,6 +109,11 @@ class Cancellation:
     def requested(self) -> bool:
         return self.event.is_set()
 
+    def check(self) -> None:
+        """RunCancelled if a stop was asked for while it could not be raised at once."""
+        if self.requested:
+            raise RunCancelled()
+
     def _handle(self, signum, frame) -> None:
         self.event.set()
         if not self.publishing:
@@ -144,7 +151,7 @@ class Runner:
         self.view_properties: list[tuple] = []
         self.view_names: list[str] = []
         self.discovered: list[list[tuple]] = []  # what discover wrote: part of the plan's fingerprint
-        self.increments: tuple[str, dict | None, str | None] | None = None  # (watermark, plan, why none) to publish
+        self.increments: tuple[datetime, Plan | None, str | None] | None = None  # (watermark, plan, why none) to publish
 
     def report(self, important: bool = False) -> None:
         self.reporter.report(self.status, important=important)
@@ -226,8 +233,10 @@ class Runner:
         prefix = self.pipeline.case_type_views.prefix if self.pipeline.case_type_views else "case_"
         return {"raw_schema": self.names.raw_schema, "case_type_view_prefix": prefix}
 
-    def _fingerprint(self) -> str:
-        """Everything the published SQL was compiled from; a plan is used only while it is unchanged."""
+    @cached_property
+    def build_fingerprint(self) -> str:
+        """Everything the published SQL was compiled from; a plan is used only while it is unchanged.
+        Read after discover, which fixes the last of it."""
         return fingerprint([
             project_digest(self.settings.dbt_project_dir), self.pipeline.model_dump(mode="json"), self._variables(),
             self.view_names, self.discovered, self.db.params()["dbname"], self.names.schema,
@@ -247,9 +256,9 @@ class Runner:
         ).fetchone()
         if row is None or row[0] != published.run_id:
             return "the published tables are not those of the run that left the plan"
-        if published.fingerprint != self._fingerprint():
+        if published.fingerprint != self.build_fingerprint:
             return "the dbt project, the pipeline or the app structure changed since the last publish"
-        keyed = Plan.from_json(published.plan).keyed_tables
+        keyed = published.plan.keyed_tables
         now = source_generations(conn, self.names.raw_schema)
         for source in self.pipeline.sources:
             if keyed & {t.name for t in source.tables} and now.get(source.name) != published.generations.get(source.name):
@@ -268,13 +277,12 @@ class Runner:
             try:
                 published = read_published(admin, self.names.raw_schema)
                 reason = self._why_not_incremental(admin, published)
-                if reason is None:
-                    plan = Plan.from_json(published.plan)
             except PlanUnavailable as exc:
                 reason = str(exc)
             if reason is None:
                 drop_build_schema(admin, self.names)  # what a killed full build left: no run builds there now
                 self.status.enter("Transforming", "applying the changes to the published tables")
+                plan = published.plan
                 transform["total"] = len(plan.steps)
                 self.report(important=True)
                 before = (self.status.phase, dict(self.status.progress), self.status.completed_at)
@@ -293,10 +301,9 @@ class Runner:
                         for result in apply_plan(admin, self.names, plan, published.watermark):
                             transform["models"][result.name] = {"state": result.status, "rows": result.rows, "seconds": result.seconds}
                         transform.update(state="done", seconds=round(time.monotonic() - started, 3))
-                        self.increments = (watermark, published.plan, None)
+                        self.increments = (watermark, plan, None)
                         cancellation.publishing = True
-                        if cancellation.requested:
-                            raise RunCancelled()
+                        cancellation.check()
                         self._finish(admin)
                 except PlanUnavailable as exc:
                     undo()
@@ -361,7 +368,7 @@ class Runner:
             manifest = json.loads((project / "target" / "manifest.json").read_bytes())
             plan = plan_from_manifest(manifest, published_relations(manifest, target.dbname, target.schema, self.names.schema))
             check_keys(plan, self.pipeline.raw_tables)
-            self.increments = (watermark, plan.to_json(), None)
+            self.increments = (watermark, plan, None)
         except (OSError, ValueError) as exc:  # PlanUnavailable is a ValueError; the next run builds in full
             self.increments = (watermark, None, str(exc))
         self.status.within("Transforming", 1.0, "publishing")
@@ -373,7 +380,7 @@ class Runner:
         save_metadata(conn, self.control, self.names.domain, self.pipeline.provider, self.metadata, self.status.run_id)
         watermark, plan, reason = self.increments
         save_published(conn, self.names.raw_schema, Published(
-            self.status.run_id, self._fingerprint(), watermark, source_generations(conn, self.names.raw_schema), plan, reason,
+            self.status.run_id, self.build_fingerprint, watermark, source_generations(conn, self.names.raw_schema), plan, reason,
         ))
         conn.execute(
             sql.SQL(
@@ -453,12 +460,10 @@ def materialize(
                 runner.load(client, (writer, second), request.full)
                 applied = runner.apply_changes(cancellation)
                 if not applied:
-                    if cancellation.requested:
-                        raise RunCancelled()
+                    cancellation.check()
                     runner.transform(cancellation)
                     cancellation.publishing = True
-                    if cancellation.requested:
-                        raise RunCancelled()
+                    cancellation.check()
                     runner.publish()
         except BaseException as exc:  # the run must end with a status, whatever broke
             _record_failure(status, exc, cancellation.requested)

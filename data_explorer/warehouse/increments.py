@@ -22,6 +22,7 @@ from psycopg.types.json import Jsonb
 
 from data_explorer.transform.dbt import ModelResult
 from data_explorer.transform.increments import KeySet, Plan, PlanUnavailable, Step
+from data_explorer.warehouse import catalog
 from data_explorer.warehouse.naming import TenantNames
 
 # Above this share of a raw table's rows changed, rebuilding is cheaper than
@@ -35,17 +36,21 @@ class Published:
     fingerprint: str
     watermark: datetime
     generations: dict[str, Any]
-    plan: dict[str, Any] | None
+    plan: Plan | None
     reason: str | None  # why there is no plan
 
 
 def read_published(conn: psycopg.Connection, raw_schema: str) -> Published | None:
+    """What was published; PlanUnavailable when its plan cannot be read."""
     row = conn.execute(
         sql.SQL("SELECT run_id::text, fingerprint, watermark, generations, plan, reason FROM {}._published").format(
             sql.Identifier(raw_schema)
         )
     ).fetchone()
-    return Published(*row) if row else None
+    if row is None:
+        return None
+    run_id, fingerprint, watermark, generations, plan, reason = row
+    return Published(run_id, fingerprint, watermark, generations, Plan.from_json(plan) if plan is not None else None, reason)
 
 
 def save_published(conn: psycopg.Connection, raw_schema: str, published: Published) -> None:
@@ -58,7 +63,7 @@ def save_published(conn: psycopg.Connection, raw_schema: str, published: Publish
             " reason = EXCLUDED.reason, updated_at = now()"
         ).format(sql.Identifier(raw_schema)),
         (published.run_id, published.fingerprint, published.watermark, Jsonb(published.generations),
-         Jsonb(published.plan) if published.plan is not None else None, published.reason),
+         Jsonb(published.plan.to_json()) if published.plan is not None else None, published.reason),
     )
 
 
@@ -106,16 +111,10 @@ def _changed_keys(conn: psycopg.Connection, raw_schema: str, key: KeySet, index:
 
 
 def _table_columns(conn: psycopg.Connection, schema: str, table: str) -> list[str]:
-    rows = conn.execute(
-        "SELECT a.attname FROM pg_attribute a JOIN pg_class c ON c.oid = a.attrelid"
-        " JOIN pg_namespace n ON n.oid = c.relnamespace"
-        " WHERE n.nspname = %s AND c.relname = %s AND c.relkind = 'r' AND a.attnum > 0 AND NOT a.attisdropped"
-        " ORDER BY a.attnum",
-        (schema, table),
-    ).fetchall()
-    if not rows:
+    found = catalog.columns(conn, schema, table)
+    if not found:
         raise PlanUnavailable(f"the published schema has no table {table}")
-    return [r[0] for r in rows]
+    return [c["name"] for c in found]
 
 
 def _matches(column: str, sets: tuple[KeySet, ...], temps: dict[KeySet, sql.Identifier]) -> sql.Composable:

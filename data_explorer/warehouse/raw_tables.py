@@ -54,13 +54,12 @@ def ensure_raw_tables(conn: psycopg.Connection, raw_schema: str, tables: tuple[T
             if table.parent:
                 # children are found by their parent's key; a primary key that starts with it serves
                 # that already, and a second index would only cost every insert
-                index = sql.SQL("{}.{}").format(ident(raw_schema), ident(f"{table.name}_{table.parent.key}_idx"))
+                index = ident(f"{table.name}_{table.parent.key}_idx")
                 if table.primary_key[0] == table.parent.key:
-                    conn.execute(sql.SQL("DROP INDEX IF EXISTS {}").format(index))
+                    conn.execute(sql.SQL("DROP INDEX IF EXISTS {}.{}").format(ident(raw_schema), index))
                 else:
                     conn.execute(
                         sql.SQL("CREATE INDEX IF NOT EXISTS {} ON {}.{} ({})").format(
-                            ident(f"{table.name}_{table.parent.key}_idx"), ident(raw_schema), ident(table.name),
-                            ident(table.parent.key),
+                            index, ident(raw_schema), ident(table.name), ident(table.parent.key)
                         )
                     )

@@ -40,9 +40,9 @@ def wait_for(conn, domain, predicate, proc, timeout=120.0, *, until_exit_ok=Fals
     raise AssertionError("the kill point was never reached")
 
 
-def lock_published_table(db, schema: str, table: str):
-    """A session holding a lock on a published table until it rolls back: a run applying changes
-    stops on it in the middle of its transaction."""
+def lock_table(db, schema: str, table: str):
+    """A session holding a lock on a table until it rolls back: a run that reaches the table (applying
+    changes, or dbt building a model) stops on it in the middle of its work."""
     from psycopg import sql
 
     locker = db.connect()

@@ -9,7 +9,7 @@ import time
 
 import pytest
 from psycopg import sql
-from run_helpers import kill, latest_run, lock_published_table, spawn, wait_for, waiting_on_a_lock
+from run_helpers import kill, latest_run, lock_table, spawn, wait_for, waiting_on_a_lock
 
 pytestmark = [pytest.mark.fault, pytest.mark.slow]
 
@@ -132,7 +132,7 @@ def test_postgres_connections_terminated_mid_run_publish_nothing_partial(space_f
             space.sim.set_faults({"rules": [{"kind": "slow", "rate": 1.0, "scope": "cases"}], "slow_delay": 0.2})
         previous = latest_run(watcher, space.domain)[0]
         # dbt builds every table in a full run; otherwise the changes are applied in one transaction, held on a lock here
-        locker = lock_published_table(db, space.names.schema, "form_submissions") if point is _applying else None
+        locker = lock_table(db, space.names.schema, "form_submissions") if point is _applying else None
         proc = spawn(space, full=point is _transforming, COMMCARE_CASE_PAGE_SIZE=10)
         if locker:
             waiting_on_a_lock(watcher, proc)

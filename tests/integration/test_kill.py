@@ -8,7 +8,7 @@ import time
 
 import pytest
 from run_helpers import kill as _kill
-from run_helpers import lock_published_table as _lock
+from run_helpers import lock_table as _lock
 from run_helpers import spawn as _spawn
 from run_helpers import wait_for as _wait_for
 from run_helpers import waiting_on_a_lock as _waiting_on_a_lock
