@@ -13,6 +13,7 @@ table is therefore written at most once per transaction, and never in autocommit
 from __future__ import annotations
 
 from dataclasses import dataclass
+from operator import itemgetter
 from typing import Collection, Iterable, Sequence
 
 import psycopg
@@ -74,8 +75,11 @@ class Unencodable(ValueError):
 def stage_rows(table: Table, names: Sequence[str], rows: Sequence[Sequence], generation: int) -> StagedRows:
     """Pure, so it can run ahead in another thread."""
     positions = [names.index(k) for k in table.primary_key]
-    rows = dedupe_last(rows, positions)
-    return StagedRows(len(rows), [(*row, generation) for row in rows], list({row[positions[0]]: None for row in rows}))
+    keys = list(map(itemgetter(*positions), rows))
+    if len(set(keys)) < len(keys):  # rare: checked in compiled code first, collapsed in Python only when needed
+        rows = dedupe_last(rows, positions)
+    leading = map(itemgetter(positions[0]), rows)
+    return StagedRows(len(rows), [(*row, generation) for row in rows], list(dict.fromkeys(leading)))
 
 
 def copy_rows(

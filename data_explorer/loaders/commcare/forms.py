@@ -10,7 +10,7 @@ index and close at once: each action becomes one row. Empty elements arrive as
 
 from __future__ import annotations
 
-from typing import Any, Iterator
+from typing import Any
 
 from data_explorer.loaders import json_codec
 from data_explorer.loaders.commcare.values import boolean, json_text, text
@@ -63,26 +63,38 @@ def form_row(form: dict[str, Any]) -> tuple:
     )
 
 
-def find_case_blocks(tree: Any, path: str = "form", depth: int = 0) -> Iterator[tuple[str, dict[str, Any]]]:
+def find_case_blocks(tree: Any, path: str = "form") -> list[tuple[str, dict[str, Any]]]:
     """(path, block) for every case block in document order."""
+    found: list[tuple[str, dict[str, Any]]] = []
+    _collect_blocks(tree, path, 0, found)
+    return found
+
+
+def _collect_blocks(tree: Any, path: str, depth: int, found: list) -> None:
+    # paths are built only for containers and blocks: most keys of a form tree hold plain answers
     if depth > MAX_DEPTH:
         raise MalformedResponse(f"form tree deeper than {MAX_DEPTH} levels at {path}")
     if isinstance(tree, dict):
         for key, value in tree.items():
-            child = f"{path}.{key}"
-            if key == "case" and _is_block(value):
-                yield child, value
-            elif key == "case" and isinstance(value, list):
-                for i, item in enumerate(value):  # a repeat of blocks; empty entries ("") carry none
-                    if _is_block(item):
-                        yield f"{child}[{i}]", item
-                    elif isinstance(item, (dict, list)):
-                        yield from find_case_blocks(item, f"{child}[{i}]", depth + 1)
-            elif isinstance(value, (dict, list)):
-                yield from find_case_blocks(value, child, depth + 1)
+            if isinstance(value, dict):
+                if key == "case" and "@case_id" in value:
+                    found.append((f"{path}.{key}", value))
+                else:
+                    _collect_blocks(value, f"{path}.{key}", depth + 1, found)
+            elif isinstance(value, list):
+                child = f"{path}.{key}"
+                if key == "case":  # a repeat of blocks; empty entries ("") carry none
+                    for i, item in enumerate(value):
+                        if _is_block(item):
+                            found.append((f"{child}[{i}]", item))
+                        elif isinstance(item, (dict, list)):
+                            _collect_blocks(item, f"{child}[{i}]", depth + 1, found)
+                else:
+                    _collect_blocks(value, child, depth + 1, found)
     elif isinstance(tree, list):
         for i, item in enumerate(tree):
-            yield from find_case_blocks(item, f"{path}[{i}]", depth + 1)
+            if isinstance(item, (dict, list)):
+                _collect_blocks(item, f"{path}[{i}]", depth + 1, found)
 
 
 def _is_block(value: Any) -> bool:
