@@ -50,7 +50,8 @@ class SourceProgress:
 
 
 # PostgreSQL refuses NUL and lone surrogates in text and jsonb; psycopg refuses some before sending
-UNSTORABLE = (psycopg.errors.UntranslatableCharacter, psycopg.errors.CharacterNotInRepertoire, Unencodable)
+# (a lone surrogate in a key cannot even be encoded for the query that looks the key up)
+UNSTORABLE = (psycopg.errors.UntranslatableCharacter, psycopg.errors.CharacterNotInRepertoire, Unencodable, UnicodeEncodeError)
 
 
 def _stage_batch(batch: Batch, tables: dict[str, Table], produces: dict[str, tuple[str, ...]], generation: int) -> dict[str, StagedRows]:

@@ -95,7 +95,7 @@ def copy_rows(
     ident = sql.Identifier
     target = sql.SQL("{}.{}").format(ident(raw_schema), ident(table.name))
     clash = not set(staged.leading_keys).issubset(cleared) and conn.execute(
-        sql.SQL("SELECT EXISTS (SELECT FROM {} WHERE {} = ANY(%s))").format(target, ident(table.primary_key[0])),
+        sql.SQL("SELECT EXISTS (SELECT FROM {} WHERE {} = ANY(%b))").format(target, ident(table.primary_key[0])),
         (staged.leading_keys,),
         prepare=False,  # planned for the table as it is now: a plan kept from when it was empty would scan it all
     ).fetchone()[0]
@@ -141,11 +141,14 @@ def upsert_rows(
 
 
 def delete_children(conn: psycopg.Connection, raw_schema: str, table: Table, parent_keys: Sequence[str]) -> None:
-    """Delete a child table's rows for these parents, before their fresh rows are written."""
+    """Delete a child table's rows for these parents, before their fresh rows are written.
+
+    Key lists go in binary (``%b``): psycopg builds a text array literal in Python, several times slower.
+    """
     if not parent_keys or table.parent is None:
         return
     conn.execute(
-        sql.SQL("DELETE FROM {}.{} WHERE {} = ANY(%s)").format(
+        sql.SQL("DELETE FROM {}.{} WHERE {} = ANY(%b)").format(
             sql.Identifier(raw_schema), sql.Identifier(table.name), sql.Identifier(table.parent.key)
         ),
         (list(parent_keys),),

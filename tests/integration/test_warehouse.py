@@ -108,6 +108,20 @@ def test_repeats_within_a_batch_keep_the_last_version(db, conn, tenant):
     assert _users(conn, tenant)["a"] == "new"
 
 
+def test_keys_postgres_cannot_store_are_replaced_in_lookups_too(db, conn, tenant):
+    class Unstorable:
+        produces = ListLoader.produces
+
+        def batches(self, cursor):
+            yield Batch({"users": [_user("a\x00b", "x"), _user("c\ud800", "y")]}, [], None, 2, None)
+            yield Batch({"users": [_user("a\x00b", "z")]}, [], None, 1, None)  # upserted over the first
+
+    with db.connect() as one, db.connect() as two:
+        result = load_source((one, two), tenant.raw_schema, PIPELINE.source("users"), Unstorable(), full=False, on_batch=lambda p: None)
+    assert _users(conn, tenant) == {"a\ufffdb": "z", "c\ufffd": "y"}
+    assert result.rows == 3 and result.replaced == 3
+
+
 class VersionLoader(ListLoader):
     """Pages of (user id, name); a name of None makes a value PostgreSQL refuses."""
 
