@@ -6,7 +6,8 @@ For each size, a simulator serves a project space of that many cases in a child
 process; in the same run the benchmark measures
 
 - fetch-only: a client that downloads the same pages (same page sizes, forms paged by
-  ``indexed_on`` as the loader pages them) and parses and discards them;
+  ``indexed_on`` as the loader pages them) and parses them (orjson, as the loader does) and
+  discards them;
 - the runner: `data-explorer materialize` in a child process (its peak RSS from wait4),
   with the load rate of each source taken from the run's status;
 - incremental: the same command after 1% of the cases changed.
@@ -29,8 +30,10 @@ import tempfile
 import time
 from datetime import datetime, timezone
 from pathlib import Path
+from typing import Iterator
 
 import httpx
+import orjson
 from simulator_process import start_server
 import psycopg
 from psycopg import sql
@@ -43,31 +46,44 @@ AUTH = {"Authorization": f"ApiKey {USER}:{KEY}"}
 CASE_PAGE, FORM_PAGE = 5000, 1000
 
 
+def pages(client: httpx.Client, base: str) -> Iterator[tuple[str, list]]:
+    """("cases" or "forms", the page's records) for every page, with the loader's page sizes and paging."""
+    url, params = f"{base}/a/bench/api/case/v2/", {"limit": CASE_PAGE}
+    while url:
+        body = orjson.loads(client.get(url, params=params).content)
+        yield "cases", body["cases"]
+        url, params = body.get("next"), None
+    # forms page by date from the last instant seen, as the loader does (offsets grow costly on the server)
+    start, offset = None, 0
+    while True:
+        params = {"limit": FORM_PAGE, "offset": offset, "order_by": "indexed_on", "include_archived": "true"}
+        if start is not None:
+            params["indexed_on_start"] = start
+        page = orjson.loads(client.get(f"{base}/a/bench/api/v0.5/form/", params=params).content)["objects"]
+        yield "forms", page
+        if len(page) < FORM_PAGE:
+            return
+        instants = {datetime.fromisoformat(f["indexed_on"]) for f in page}
+        last = max(instants).astimezone(timezone.utc).replace(tzinfo=None).isoformat(timespec="microseconds")
+        start, offset = last, (offset + len(page) if len(instants) == 1 and last == start else 0)
+
+
+def rates(timed: Iterator[tuple[str, list]]) -> dict[str, float]:
+    """cases_per_s and forms_per_s of a stream of pages, all cases coming before the forms."""
+    counts, seconds = {"cases": 0, "forms": 0}, {}
+    started = time.perf_counter()
+    for kind, records in timed:
+        if kind == "forms" and "cases" not in seconds:
+            seconds["cases"], started = time.perf_counter() - started, time.perf_counter()
+        counts[kind] += len(records)
+    seconds["forms"] = time.perf_counter() - started
+    return {f"{kind}_per_s": counts[kind] / seconds[kind] for kind in counts}
+
+
 def fetch_only(base: str) -> dict[str, float]:
-    """Download every page of cases and forms, discarding the bytes."""
-    out = {}
+    """Download and parse every page of cases and forms, discarding them."""
     with httpx.Client(headers=AUTH, timeout=120) as client:
-        started, records, url, params = time.perf_counter(), 0, f"{base}/a/bench/api/case/v2/", {"limit": CASE_PAGE}
-        while url:
-            body = client.get(url, params=params).json()
-            records += len(body["cases"])
-            url, params = body.get("next"), None
-        out["cases_per_s"] = records / (time.perf_counter() - started)
-        # forms page by date from the last instant seen, as the loader does (offsets grow costly on the server)
-        started, records, start, offset = time.perf_counter(), 0, None, 0
-        while True:
-            params = {"limit": FORM_PAGE, "offset": offset, "order_by": "indexed_on", "include_archived": "true"}
-            if start is not None:
-                params["indexed_on_start"] = start
-            page = client.get(f"{base}/a/bench/api/v0.5/form/", params=params).json()["objects"]
-            records += len(page)
-            if len(page) < FORM_PAGE:
-                break
-            instants = {datetime.fromisoformat(f["indexed_on"]) for f in page}
-            last = max(instants).astimezone(timezone.utc).replace(tzinfo=None).isoformat(timespec="microseconds")
-            start, offset = last, (offset + len(page) if len(instants) == 1 and last == start else 0)
-        out["forms_per_s"] = records / (time.perf_counter() - started)
-    return out
+        return rates(pages(client, base))
 
 
 def materialize(env: dict[str, str]) -> tuple[float, float]:

@@ -5,7 +5,8 @@
 One simulator project space and one PostgreSQL for everything:
 
 1. Load: the same space (default 100,000 cases and 100,000 forms; --quick 20,000 each)
-   downloaded by the fetch-only client (the limit), loaded by `data-explorer materialize`,
+   downloaded by the fetch-only client (the limit), copied by a plain fetch-and-COPY
+   loader (`benchmarks/plain_copy.py`, a yardstick), loaded by `data-explorer materialize`,
    and loaded by dlt's `rest_api` source into dlt's postgres destination
    (`benchmarks/dlt_load.py`, run in its own virtualenv `benchmarks/.dlt-venv` built
    from `benchmarks/requirements-dlt.txt`).
@@ -45,6 +46,7 @@ from urllib.parse import quote
 import httpx
 import psycopg
 from loader import CASE_PAGE, FORM_PAGE, KEY, USER, fetch_only, last_run, materialize
+from plain_copy import plain_copy
 from psycopg import sql
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
 from query_path import STATEMENTS, run_direct, run_mcp, start_gateway
@@ -193,6 +195,8 @@ def load_section(sp: Space, dlt: tuple[Path | None, str], dlt_timeout: float) ->
     print(f"load: {sp.cases:,} cases + {sp.forms:,} forms", flush=True)
     print("  fetch-only client ...", flush=True)
     fetch = fetch_only(sp.base)
+    print("  plain fetch-and-COPY ...", flush=True)
+    plain = plain_copy(sp.base, sp.dsn)
     print("  data-explorer materialize ...", flush=True)
     full_s, rss = materialize(sp.env)
     load = last_run(sp.dsn)["load"]
@@ -209,6 +213,8 @@ def load_section(sp: Space, dlt: tuple[Path | None, str], dlt_timeout: float) ->
         "cases_per_s": fetch["cases_per_s"], "forms_per_s": fetch["forms_per_s"],
         "seconds": fetch_s, "records_per_s": (cases + forms) / fetch_s,
     }
+    plain_s = cases / plain["cases_per_s"] + forms / plain["forms_per_s"]
+    plain_ = {**plain, "seconds": plain_s, "records_per_s": (cases + forms) / plain_s}
     python, how = dlt
     if python is None:
         dlt_result = {"error": how}
@@ -226,7 +232,7 @@ def load_section(sp: Space, dlt: tuple[Path | None, str], dlt_timeout: float) ->
             )
             if got != cases + forms:
                 dlt_result["warning"] = f"dlt loaded {got:,} records, ours {cases + forms:,}"
-    return {"cases": sp.cases, "forms": sp.forms, "fetch_only": fetch_only_, "ours": ours, "dlt": dlt_result}
+    return {"cases": sp.cases, "forms": sp.forms, "fetch_only": fetch_only_, "plain": plain_, "ours": ours, "dlt": dlt_result}
 
 
 def incremental_section(sp: Space, full_seconds: float) -> dict:
@@ -292,30 +298,39 @@ def table(summary: dict) -> list[list[str]]:
     rows, checks = [], summary["checks"]
     if "load" in summary:
         ld = summary["load"]
-        f, o, d = ld["fetch_only"], ld["ours"], ld["dlt"]
+        f, p, o, d = ld["fetch_only"], ld["plain"], ld["ours"], ld["dlt"]
         rows.append([f"Load: {ld['cases']:,} cases + {ld['forms']:,} forms, one simulator, one PostgreSQL"])
         rows.append(["fetch-only client (the limit)",
                      f"{f['records_per_s']:,.0f} rec/s ({f['cases_per_s']:,.0f} cases/s, {f['forms_per_s']:,.0f} forms/s), {f['seconds']:.1f} s", "", ""])
+        rows.append(["plain fetch-and-COPY (yardstick: no checks, keys or checkpoints)",
+                     f"{p['records_per_s']:,.0f} rec/s ({p['cases_per_s']:,.0f} cases/s, {p['forms_per_s']:,.0f} forms/s), {p['seconds']:.1f} s", "", ""])
         rows.append(["ours: data-explorer materialize",
                      f"load phase {o['load_records_per_s']:,.0f} rec/s ({o['load_cases_per_s']:,.0f} cases/s, {o['load_forms_per_s']:,.0f} forms/s); "
                      f"whole command {o['seconds']:.1f} s = {o['command_records_per_s']:,.0f} rec/s; peak RSS {o['peak_rss_mb']:.0f} MB", "", ""])
         if "error" in d:
             rows.append(["dlt rest_api -> postgres", f"not measured: {d['error']}", "", ""])
-            rows.append(["ours / dlt (whole command)", "-", f">= {TARGETS['ours_vs_dlt']:g}x",
+            rows.append(["ours / dlt (load phase / dlt's runs)", "-", f">= {TARGETS['ours_vs_dlt']:g}x",
                          check(checks, "ours_vs_dlt", None, f">= {TARGETS['ours_vs_dlt']:g}x", None)])
         else:
             rows.append([f"dlt {d['dlt']} rest_api -> postgres",
                          f"pipeline runs {d['runs_records_per_s']:,.0f} rec/s ({d['cases_per_s']:,.0f} cases/s, {d['forms_per_s']:,.0f} forms/s); "
                          f"whole command {d['seconds']:.1f} s = {d['command_records_per_s']:,.0f} rec/s; peak RSS {d['peak_rss_mb']:.0f} MB", "", ""])
-            ratio = o["command_records_per_s"] / d["command_records_per_s"]
-            rows.append(["ours / dlt (whole command)", f"{ratio:.2f}x", f">= {TARGETS['ours_vs_dlt']:g}x",
+            # the target is the loaders' throughput, as the issue words it: our load phase against dlt's
+            # pipeline runs (extract, normalize, load); the whole commands are shown beside it
+            ratio = o["load_records_per_s"] / d["runs_records_per_s"]
+            rows.append(["ours / dlt (load phase / dlt's runs)", f"{ratio:.2f}x", f">= {TARGETS['ours_vs_dlt']:g}x",
                          check(checks, "ours_vs_dlt", ratio, f">= {TARGETS['ours_vs_dlt']:g}x", ratio >= TARGETS["ours_vs_dlt"])])
-            rows.append(["ours / dlt (load phase / dlt's runs)", f"{o['load_records_per_s'] / d['runs_records_per_s']:.2f}x", "", ""])
+            rows.append(["ours / dlt (whole command: ours includes discover, dbt, publish)",
+                         f"{o['command_records_per_s'] / d['command_records_per_s']:.2f}x", "", ""])
+            rows.append(["plain fetch-and-COPY / dlt's runs", f"{p['records_per_s'] / d['runs_records_per_s']:.2f}x", "", ""])
         ratio = o["load_records_per_s"] / f["records_per_s"]
         rows.append(["ours / fetch-only (load phase)",
                      f"{ratio:.2f} (cases {o['load_cases_per_s'] / f['cases_per_s']:.2f}, forms {o['load_forms_per_s'] / f['forms_per_s']:.2f})",
                      f">= {TARGETS['ours_vs_fetch']:.2f}",
                      check(checks, "ours_vs_fetch", ratio, f">= {TARGETS['ours_vs_fetch']:.2f}", ratio >= TARGETS["ours_vs_fetch"])])
+        rows.append(["plain fetch-and-COPY / fetch-only",
+                     f"{p['records_per_s'] / f['records_per_s']:.2f} (cases {p['cases_per_s'] / f['cases_per_s']:.2f}, "
+                     f"forms {p['forms_per_s'] / f['forms_per_s']:.2f})", "", ""])
     if "memory" in summary:
         mem = summary["memory"]
         rows.append([f"Memory: peak RSS of materialize (wait4), forms = {mem['forms_ratio']:g} x cases"])
