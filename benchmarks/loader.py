@@ -46,12 +46,13 @@ AUTH = {"Authorization": f"ApiKey {USER}:{KEY}"}
 CASE_PAGE, FORM_PAGE = 5000, 1000
 
 
-def pages(client: httpx.Client, base: str) -> Iterator[tuple[str, list]]:
-    """("cases" or "forms", the page's records) for every page, with the loader's page sizes and paging."""
+def pages(client: httpx.Client, base: str) -> Iterator[tuple[str, list, bytes]]:
+    """("cases" or "forms", the page's records, its body) for every page, with the loader's page sizes and paging."""
     url, params = f"{base}/a/bench/api/case/v2/", {"limit": CASE_PAGE}
     while url:
-        body = orjson.loads(client.get(url, params=params).content)
-        yield "cases", body["cases"]
+        raw = client.get(url, params=params).content
+        body = orjson.loads(raw)
+        yield "cases", body["cases"], raw
         url, params = body.get("next"), None
     # forms page by date from the last instant seen, as the loader does (offsets grow costly on the server)
     start, offset = None, 0
@@ -59,8 +60,9 @@ def pages(client: httpx.Client, base: str) -> Iterator[tuple[str, list]]:
         params = {"limit": FORM_PAGE, "offset": offset, "order_by": "indexed_on", "include_archived": "true"}
         if start is not None:
             params["indexed_on_start"] = start
-        page = orjson.loads(client.get(f"{base}/a/bench/api/v0.5/form/", params=params).content)["objects"]
-        yield "forms", page
+        raw = client.get(f"{base}/a/bench/api/v0.5/form/", params=params).content
+        page = orjson.loads(raw)["objects"]
+        yield "forms", page, raw
         if len(page) < FORM_PAGE:
             return
         instants = {datetime.fromisoformat(f["indexed_on"]) for f in page}
@@ -68,11 +70,11 @@ def pages(client: httpx.Client, base: str) -> Iterator[tuple[str, list]]:
         start, offset = last, (offset + len(page) if len(instants) == 1 and last == start else 0)
 
 
-def rates(timed: Iterator[tuple[str, list]]) -> dict[str, float]:
+def rates(timed: Iterator[tuple]) -> dict[str, float]:
     """cases_per_s and forms_per_s of a stream of pages, all cases coming before the forms."""
     counts, seconds = {"cases": 0, "forms": 0}, {}
     started = time.perf_counter()
-    for kind, records in timed:
+    for kind, records, *_ in timed:
         if kind == "forms" and "cases" not in seconds:
             seconds["cases"], started = time.perf_counter() - started, time.perf_counter()
         counts[kind] += len(records)

@@ -30,7 +30,7 @@ def _ahead(base: str, errors: list) -> Iterator[tuple[str, list]]:
     def produce() -> None:
         try:
             with httpx.Client(headers=AUTH, timeout=120) as client:
-                for kind, records in pages(client, base):
+                for kind, records, _ in pages(client, base):
                     waiting.put((kind, [(r[ID_FIELD[kind]], orjson.dumps(r).decode()) for r in records]))
         except Exception as exc:  # reported by the consumer
             errors.append(exc)

@@ -1,0 +1,113 @@
+"""Where the runner's own CPU goes while loading, without the simulator or PostgreSQL beside it.
+
+    python benchmarks/runner_cpu.py [--cases 100000] [--forms 100000]
+
+Downloads every page of a simulator space once (the fetch-only client's paging),
+stops the simulator, then replays the pages through the loader's own steps in
+one thread, as the runner does them with the cyclic collector off: parse,
+check and convert (records to rows, case blocks found), stage (repeats
+collapsed), COPY formatting (psycopg's formatter, nothing sent) and freeing
+the parsed page. Prints CPU seconds per step and kind; writes
+benchmarks/results/runner_cpu.json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import gc
+import json
+import resource
+from collections import defaultdict
+from pathlib import Path
+
+import httpx
+import psycopg
+from loader import AUTH, pages
+from psycopg._copy_base import TextFormatter
+from psycopg.adapt import Transformer
+from simulator_process import start_server
+
+from data_explorer.loaders import json_codec
+from data_explorer.loaders.commcare import cases, forms
+from data_explorer.pipelines.registry import Registry
+from data_explorer.warehouse.batches import stage_rows
+
+ROOT = Path(__file__).resolve().parent.parent
+PIPELINE = Registry.from_directory(ROOT / "pipelines").get("commcare_sync")
+
+
+def download(n_cases: int, n_forms: int) -> list[tuple[str, bytes]]:
+    sim, base = start_server(n_cases, n_forms)
+    try:
+        with httpx.Client(headers=AUTH, timeout=120) as client:
+            return [(kind, body) for kind, _, body in pages(client, base)]
+    finally:
+        sim.kill()
+
+
+def convert(kind: str, records: list) -> dict[str, list]:
+    """The rows the loader makes of one page (the cursor's bookkeeping left out)."""
+    if kind == "cases":
+        return {"cases": [cases.case_row(r) for r in records]}
+    blocks: list = []
+    rows = []
+    for record in records:
+        rows.append(forms.form_row(record))
+        blocks.extend(forms.block_rows(forms.form_id_of(record), record["form"]))
+    return {"forms": rows, "form_case_blocks": blocks}
+
+
+def replay(bodies: list[tuple[str, bytes]], formatter: TextFormatter) -> dict[str, dict[str, float]]:
+    spent: dict[str, dict[str, float]] = defaultdict(lambda: defaultdict(float))
+    columns = {"cases": cases.CASE_COLUMNS, "forms": forms.FORM_COLUMNS, "form_case_blocks": forms.BLOCK_COLUMNS}
+    tables = {t.name: t for t in PIPELINE.raw_tables}
+
+    def clock() -> float:
+        usage = resource.getrusage(resource.RUSAGE_SELF)
+        return usage.ru_utime + usage.ru_stime
+
+    for kind, body in bodies:
+        steps = spent[kind]
+        t = clock()
+        records = json_codec.loads(body)["cases" if kind == "cases" else "objects"]
+        steps["parse"] += (u := clock()) - t
+        rows = convert(kind, records)
+        steps["check and convert"] += (t := clock()) - u
+        staged = [stage_rows(tables[name], columns[name], table_rows, 1) for name, table_rows in rows.items()]
+        steps["stage"] += (u := clock()) - t
+        for one in staged:
+            for row in one.rows:
+                formatter.write_row(row)
+            formatter.end()
+        steps["COPY formatting"] += (t := clock()) - u
+        del records, rows, staged
+        steps["free the page"] += clock() - t
+    return spent
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--cases", type=int, default=100_000)
+    parser.add_argument("--forms", type=int, default=100_000)
+    parser.add_argument("--server", default="host=127.0.0.1 port=5432 user=postgres dbname=postgres",
+                        help="PostgreSQL whose types psycopg formats for (nothing is written)")
+    args = parser.parse_args()
+    bodies = download(args.cases, args.forms)
+    with psycopg.connect(args.server) as conn:
+        formatter = TextFormatter(Transformer(conn))
+        gc.disable()
+        spent = replay(bodies, formatter)
+        gc.enable()
+    steps = list(next(iter(spent.values())))
+    print(" | ".join(["kind", *steps, "total"]))
+    for kind, by_step in spent.items():
+        print(" | ".join([kind, *(f"{by_step[s]:.2f} s" for s in steps), f"{sum(by_step.values()):.2f} s"]))
+    total = sum(sum(v.values()) for v in spent.values())
+    print(f"all: {total:.2f} s of CPU for {args.cases:,} cases and {args.forms:,} forms")
+    out = ROOT / "benchmarks" / "results"
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "runner_cpu.json").write_text(json.dumps({"cases": args.cases, "forms": args.forms, "cpu_seconds": spent}, indent=2))
+
+
+if __name__ == "__main__":
+    main()
