@@ -2,7 +2,8 @@
 """Set up and run Data Explorer from a fresh clone, with nothing but Python 3.11+.
 
     python3 dev.py demo      # set up, then run the embedded demo end to end
-    python3 dev.py test      # set up, then run the test suite (extra arguments go to pytest)
+    python3 dev.py test      # set up, then run the test suite but its slow suites (arguments go to pytest instead)
+    python3 dev.py test -m slow   # the slow suites (fault suite, kills, gateway runs): CI runs both
 
 Setting up means: a virtual environment in .venv with this project installed
 (editable, with its test dependencies). It is reused when it is up to date.
@@ -20,6 +21,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent
 VENV = ROOT / ".venv"
 STAMP = VENV / ".installed"
+DEFAULT_TEST_ARGS = ["-m", "not slow"]
 
 
 def _python() -> Path:
@@ -55,7 +57,8 @@ def main(argv: list[str]) -> int:
         return 0
     if command == "demo":
         return subprocess.call([str(python), "-m", "data_explorer.cli", "demo", *rest], cwd=ROOT)
-    command = [str(python), "-m", "pytest", *rest]
+    # the slow suites run apart so that each part stays well within a CI step on two cores
+    command = [str(python), "-m", "pytest", *(rest or DEFAULT_TEST_ARGS)]
     print("running:", " ".join(command), flush=True)
     return subprocess.call(command, cwd=ROOT)
 
