@@ -34,7 +34,7 @@ from data_explorer.warehouse.batches import (
     StagedRows, Unencodable, copy_rows, create_stage, delete_children, delete_stale, merge_stage, prefer_lz4, stage_rows,
 )
 from data_explorer.warehouse.checkpoints import read_checkpoint, start_pass, write_checkpoint
-from data_explorer.warehouse.storable import storable, storable_rows
+from data_explorer.warehouse.storable import any_unstorable, storable, storable_rows
 
 
 @dataclass
@@ -147,7 +147,9 @@ def _leading_keys(batch: Batch, staged: dict[str, StagedRows]) -> frozenset:
     keys = set(batch.parents)
     for rows in staged.values():
         keys.update(rows.leading_keys)
-    keys.update([storable(k)[0] for k in keys if isinstance(k, str)])
+    texts = [k for k in keys if isinstance(k, str)]
+    if any_unstorable(texts):  # rare: a key per row replaced only then
+        keys.update([storable(k)[0] for k in texts])
     return frozenset(keys)
 
 
