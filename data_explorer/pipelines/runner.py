@@ -51,7 +51,7 @@ from data_explorer.warehouse.catalog import relation_counts
 from data_explorer.warehouse.publish import LOCK_TIMEOUT, drop_build_schema, publish, reset_build_schema
 from data_explorer.warehouse.raw_tables import ensure_raw_tables
 from data_explorer.warehouse.secrets import SecretBox
-from data_explorer.warehouse.runs import ActiveRunExists, RunAlreadyEnded, active_run, lock_unfinished_run, claim_run, fail_abandoned_runs, insert_run, save_run
+from data_explorer.warehouse.runs import ActiveRunExists, RunAlreadyEnded, active_run, lock_unfinished_run, claim_run, fail_abandoned_runs, get_run, insert_run, save_run
 from data_explorer.warehouse.storable import storable
 
 log = logging.getLogger(__name__)
@@ -285,11 +285,10 @@ class Runner:
                 plan = published.plan
                 transform["total"] = len(plan.steps)
                 self.report(important=True)
-                before = (self.status.phase, dict(self.status.progress), self.status.completed_at)
+                restore = self._restorer()
 
-                def undo() -> None:  # the transaction rolled back: the run is where it was before it
-                    self.status.phase, self.status.progress, self.status.completed_at = before
-                    self.status.phases.pop("publish", None)
+                def undo() -> None:
+                    restore()
                     cancellation.publishing = False
 
                 try:
@@ -394,10 +393,26 @@ class Runner:
         self.status.enter("Succeeded", "published")
         save_run(conn, self.control, self.status)
 
+    def _restorer(self) -> Callable[[], None]:
+        """Succeeded is entered inside the publishing transaction, as the run's row is written there:
+        the returned function puts the run back where it was, for when that transaction does not commit."""
+        before = (self.status.phase, dict(self.status.progress), self.status.completed_at)
+
+        def restore() -> None:
+            self.status.phase, self.status.progress, self.status.completed_at = before
+            self.status.phases.pop("publish", None)
+
+        return restore
+
     def publish(self) -> None:
         comments = table_comments(self.pipeline, self.view_definitions, self.view_properties)
-        with self.db.connect(autocommit=True) as admin:
-            publish(admin, self.names, comments, self._finish)
+        restore = self._restorer()
+        try:
+            with self.db.connect(autocommit=True) as admin:
+                publish(admin, self.names, comments, self._finish)
+        except BaseException:
+            restore()
+            raise
         self.report(important=True)
 
 
@@ -466,18 +481,31 @@ def materialize(
                     cancellation.check()
                     runner.publish()
         except BaseException as exc:  # the run must end with a status, whatever broke
-            _record_failure(status, exc, cancellation.requested)
+            if status.phase == "Succeeded":  # committed: what broke after it (a last report) changes nothing
+                log.warning("run %s published, then: %s: %s", status.run_id, type(exc).__name__, first_line(exc))
+            else:
+                _record_failure(status, exc, cancellation.requested)
             if not isinstance(exc, (Exception, RunCancelled, KeyboardInterrupt)):
                 raise
         if status.phase != "Succeeded":
             try:
                 with db.connect(autocommit=True) as cleanup:
+                    _adopt_committed_success(cleanup, control, status)
                     drop_build_schema(cleanup, names)
                     set_tenant_phase(cleanup, control, request.domain, "Active")  # what was published stays
             except psycopg.Error:
                 pass  # the next run drops it anyway
             reporter.report(status, important=True)
     return status
+
+
+def _adopt_committed_success(conn: psycopg.Connection, control: str, status: RunStatus) -> None:
+    """A connection lost at COMMIT hides whether the publishing transaction committed; the run's
+    row, written in that transaction, says so."""
+    row = get_run(conn, control, status.run_id)
+    if row is not None and row["phase"] == "Succeeded":
+        status.phase, status.error = "Succeeded", None
+        status.progress, status.completed_at, status.phases = row["progress"], row["completed_at"], row["phases"]
 
 
 def _record_failure(status: RunStatus, exc: BaseException, cancelled: bool) -> None:

@@ -4,8 +4,12 @@ from __future__ import annotations
 
 import time
 
+import psycopg
 import pytest
+from psycopg import sql
 
+from data_explorer.pipelines.runner import RunRequest, _adopt_committed_success, materialize
+from data_explorer.pipelines.status import RunStatus
 from data_explorer.simulator import DEMO_API_KEY
 
 
@@ -100,3 +104,73 @@ def test_characters_postgres_cannot_store_are_replaced_not_fatal(space, conn):
     schema = space.names.schema
     names = conn.execute(f'SELECT count(*) FROM "{schema}".cases WHERE case_name LIKE %s', ("\ufffd\ufffd%",)).fetchone()[0]
     assert names == space.expected()["cases"]
+
+
+class _RefusesOnceSucceeded:
+    """A reporter whose last report fails, as a status patch or a row update can after the commit."""
+
+    def report(self, status, *, important=False):
+        if status.phase == "Succeeded":
+            raise psycopg.OperationalError("the connection was lost while reporting")
+
+    def close(self):
+        pass
+
+
+def test_a_report_failing_after_the_publish_leaves_the_run_succeeded(space, conn, caplog):
+    status = materialize(space.settings(), space.db, RunRequest(space.domain), extra_reporters=(_RefusesOnceSucceeded(),))
+    assert status.phase == "Succeeded" and status.error is None, status.error
+    assert status.progress["current"] == 100
+    for table, count in space.expected().items():
+        assert space.count(conn, table) == count
+    row = conn.execute("SELECT phase, error FROM data_explorer.runs WHERE run_id = %s", (status.run_id,)).fetchone()
+    assert row == ("Succeeded", None)
+    said = [r.getMessage() for r in caplog.records if r.levelname == "WARNING" and r.name == "data_explorer.pipelines.runner"]
+    assert said == [f"run {status.run_id} published, then: OperationalError: the connection was lost while reporting"], said
+
+
+def test_a_publish_that_cannot_commit_fails_the_run_and_changes_nothing(space, conn):
+    assert space.run().phase == "Succeeded"
+    before = space.published(conn)
+    space.sim.mutate(space.domain, update_cases=20, new_cases=5)
+    # a deferred check runs at COMMIT, after the run's row said Succeeded inside the transaction
+    conn.execute(
+        "CREATE FUNCTION pg_temp.refuse_success() RETURNS trigger LANGUAGE plpgsql AS"
+        " $$BEGIN RAISE EXCEPTION 'refused at commit'; END$$"
+    )
+    trigger = sql.Identifier(f"refuse_{space.domain}"[:60])
+    conn.execute(
+        sql.SQL(
+            "CREATE CONSTRAINT TRIGGER {} AFTER UPDATE ON data_explorer.runs DEFERRABLE INITIALLY DEFERRED"
+            " FOR EACH ROW WHEN (NEW.phase = 'Succeeded' AND NEW.domain = {}) EXECUTE FUNCTION pg_temp.refuse_success()"
+        ).format(trigger, sql.Literal(space.domain))
+    )
+    try:
+        status = space.run(full=True)
+    finally:
+        conn.execute(sql.SQL("DROP TRIGGER {} ON data_explorer.runs").format(trigger))
+    assert status.phase == "Failed", status
+    assert status.error["code"] == "DATABASE_ERROR" and "refused at commit" in status.error["message"], status.error
+    assert status.progress["current"] < 100 and status.completed_at is not None
+    assert "publish" not in status.phases
+    row = conn.execute("SELECT phase, error->>'code' FROM data_explorer.runs WHERE run_id = %s", (status.run_id,)).fetchone()
+    assert row == ("Failed", "DATABASE_ERROR")
+    assert space.published(conn) == before, "a publish that did not commit changed what agents see"
+    assert space.run().phase == "Succeeded"
+    for table, count in space.expected().items():
+        assert space.count(conn, table) == count
+
+
+def test_a_run_whose_commit_went_through_unseen_is_succeeded(space, conn):
+    """A connection lost at COMMIT can hide a commit that happened: the run's row decides."""
+    published = space.run()
+    assert published.phase == "Succeeded"
+    seen = RunStatus(published.run_id, space.domain, published.pipeline, published.mode)
+    seen.fail("DATABASE_ERROR", "PostgreSQL: server closed the connection unexpectedly")
+    _adopt_committed_success(conn, "data_explorer", seen)
+    assert (seen.phase, seen.error, seen.progress) == ("Succeeded", None, published.progress)
+    assert seen.phases["load"] == published.phases["load"]
+    other = RunStatus("00000000-0000-4000-8000-000000000000", space.domain, published.pipeline, published.mode)
+    other.fail("DATABASE_ERROR", "PostgreSQL: server closed the connection unexpectedly")
+    _adopt_committed_success(conn, "data_explorer", other)
+    assert other.phase == "Failed" and other.error["code"] == "DATABASE_ERROR"
