@@ -22,13 +22,11 @@ from pydantic import ValidationError
 from data_explorer.config import Settings
 from data_explorer.control.local import LocalControlPlane
 from data_explorer.mcp_gateway.auth import (
-    ApiKeyHeaderMiddleware,
     AuthUnavailable,
     CommCareAuthenticator,
-    GatewayTokenVerifier,
-    current_identity,
     identity_from_settings,
 )
+from data_explorer.mcp_gateway.http_auth import ApiKeyHeaderMiddleware, GatewayTokenVerifier, current_identity
 from data_explorer.mcp_gateway.calls import Caller, ToolCall, gateway_tool
 from data_explorer.mcp_gateway.definitions import TOOLS
 from data_explorer.mcp_gateway.envelope import Envelope, ErrorInfo, ToolFailure, to_result

@@ -15,13 +15,8 @@ import uvicorn
 from auth_helpers import DOMAINS, DEMO_USER, OTHER_USER, api_key, count, oauth_tokens
 from net_helpers import free_port as _free_port
 
-from data_explorer.mcp_gateway.auth import (
-    ApiKeyHeaderMiddleware,
-    AuthUnavailable,
-    CommCareAuthenticator,
-    GatewayTokenVerifier,
-    current_identity,
-)
+from data_explorer.mcp_gateway.auth import AuthUnavailable, CommCareAuthenticator
+from data_explorer.mcp_gateway.http_auth import ApiKeyHeaderMiddleware, GatewayTokenVerifier, current_identity
 
 pytestmark = pytest.mark.anyio
 

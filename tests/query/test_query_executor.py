@@ -20,9 +20,9 @@ from data_explorer.warehouse.query import (
     QueryRejected,
     QueryTimeout,
     TenantLogin,
-    error_code,
-    json_safe,
 )
+from data_explorer.warehouse.query_errors import error_code
+from data_explorer.warehouse.query_values import json_safe
 from data_explorer.warehouse.tenant_login import reader_conninfo
 
 pytestmark = pytest.mark.anyio
