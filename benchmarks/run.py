@@ -9,7 +9,9 @@ One simulator project space and one PostgreSQL for everything:
    loader (`benchmarks/plain_copy.py`, a yardstick), loaded by `data-explorer materialize`,
    and loaded by dlt's `rest_api` source into dlt's postgres destination
    (`benchmarks/dlt_load.py`, run in its own virtualenv `benchmarks/.dlt-venv` built
-   from `benchmarks/requirements-dlt.txt`).
+   from `benchmarks/requirements-dlt.txt`). The first three run in rounds (default 3,
+   --quick 1; ours into a fresh database each round) and the round with the median
+   ratio of ours to fetch-only is reported, with every round's ratios beside it.
 2. Memory: peak RSS (wait4) of `materialize` at two sizes (default 100,000 and
    1,000,000 cases; --quick 20,000 and 100,000), with few forms (0.05 per case) to
    keep the time bounded.
@@ -82,34 +84,48 @@ class Space:
     base: str
     home: str
     env: dict[str, str]
+    server: str
+
+
+@contextlib.contextmanager
+def database(server: str, tag: str):
+    """A fresh database; dropped afterwards, with the roles whose names start with ``tag``."""
+    name = f"de_bench_{tag}"
+    with psycopg.connect(server, autocommit=True) as admin:
+        admin.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
+    try:
+        yield make_conninfo(**{**conninfo_to_dict(server), "dbname": name})
+    finally:
+        with psycopg.connect(server, autocommit=True) as admin:
+            admin.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
+            for (role,) in admin.execute("SELECT rolname FROM pg_roles WHERE rolname LIKE %s", (f"{tag}\\_%",)).fetchall():
+                admin.execute(sql.SQL("DROP ROLE IF EXISTS {}").format(sql.Identifier(role)))
+
+
+@contextlib.contextmanager
+def workspace(server: str, tag: str, base: str):
+    """A fresh database and data directory, and the environment `data-explorer` runs with in them."""
+    home = tempfile.mkdtemp(prefix="de-bench-")
+    try:
+        with database(server, tag) as dsn:
+            yield dsn, home, {**os.environ, "DATABASE_URL": dsn, "DATA_EXPLORER_HOME": home, "DATA_EXPLORER_ROLE_PREFIX": tag,
+                              "COMMCARE_BASE_URL": base, "COMMCARE_USERNAME": USER, "COMMCARE_API_KEY": KEY,
+                              "COMMCARE_CASE_PAGE_SIZE": str(CASE_PAGE), "COMMCARE_FORM_PAGE_SIZE": str(FORM_PAGE)}
+    finally:
+        shutil.rmtree(home, ignore_errors=True)
 
 
 @contextlib.contextmanager
 def space(cases: int, forms: int, server: str):
-    """A simulator serving `bench` with this many cases and forms, a fresh database and data
-    directory, and the environment `data-explorer` runs with; all removed afterwards."""
+    """A simulator serving `bench` with this many cases and forms, and a fresh workspace; all removed afterwards."""
     tag = "b" + secrets.token_hex(3)
-    database = f"de_bench_{tag}"
-    with psycopg.connect(server, autocommit=True) as admin:
-        admin.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(database)))
-    dsn = make_conninfo(**{**conninfo_to_dict(server), "dbname": database})
-    home = tempfile.mkdtemp(prefix="de-bench-")
-    sim = None
+    sim, base = start_server(cases, forms)
     try:
-        sim, base = start_server(cases, forms)
-        env = {**os.environ, "DATABASE_URL": dsn, "DATA_EXPLORER_HOME": home, "DATA_EXPLORER_ROLE_PREFIX": tag,
-               "COMMCARE_BASE_URL": base, "COMMCARE_USERNAME": USER, "COMMCARE_API_KEY": KEY,
-               "COMMCARE_CASE_PAGE_SIZE": str(CASE_PAGE), "COMMCARE_FORM_PAGE_SIZE": str(FORM_PAGE)}
-        yield Space(cases, forms, tag, dsn, base, home, env)
+        with workspace(server, tag, base) as (dsn, home, env):
+            yield Space(cases, forms, tag, dsn, base, home, env, server)
     finally:
-        if sim is not None:
-            sim.kill()
-            sim.wait()
-        with psycopg.connect(server, autocommit=True) as admin:
-            admin.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(database)))
-            for (role,) in admin.execute("SELECT rolname FROM pg_roles WHERE rolname LIKE %s", (f"{tag}\\_%",)).fetchall():
-                admin.execute(sql.SQL("DROP ROLE IF EXISTS {}").format(sql.Identifier(role)))
-        shutil.rmtree(home, ignore_errors=True)
+        sim.kill()
+        sim.wait()
 
 
 # --- dlt, in its own virtualenv ---------------------------------------------------------------------
@@ -191,30 +207,44 @@ def run_dlt(python: Path, sp: Space, timeout: float) -> dict:
 # --- the sections ------------------------------------------------------------------------------------
 
 
-def load_section(sp: Space, dlt: tuple[Path | None, str], dlt_timeout: float) -> dict:
-    print(f"load: {sp.cases:,} cases + {sp.forms:,} forms", flush=True)
-    print("  fetch-only client ...", flush=True)
+def load_round(sp: Space, env: dict[str, str], dsn: str) -> dict:
+    """The fetch-only client, the plain fetch-and-COPY loader and ours, one after another; ours into ``dsn``."""
     fetch = fetch_only(sp.base)
-    print("  plain fetch-and-COPY ...", flush=True)
     plain = plain_copy(sp.base, sp.dsn)
-    print("  data-explorer materialize ...", flush=True)
-    full_s, rss = materialize(sp.env)
-    load = last_run(sp.dsn)["load"]
+    full_s, rss = materialize(env)
+    load = last_run(dsn)["load"]
     cases, forms = load["cases"]["rows"], load["forms"]["rows"]
     phase_s = load["cases"]["seconds"] + load["forms"]["seconds"]
     fetch_s = cases / fetch["cases_per_s"] + forms / fetch["forms_per_s"]
+    plain_s = cases / plain["cases_per_s"] + forms / plain["forms_per_s"]
+    fetch_only_ = {**fetch, "seconds": fetch_s, "records_per_s": (cases + forms) / fetch_s}
     ours = {
         "seconds": full_s, "peak_rss_mb": rss, "cases": cases, "forms": forms,
         "load_phase_seconds": phase_s,
         "load_cases_per_s": cases / load["cases"]["seconds"], "load_forms_per_s": forms / load["forms"]["seconds"],
         "load_records_per_s": (cases + forms) / phase_s, "command_records_per_s": (cases + forms) / full_s,
+        "vs_fetch_only": fetch_s / phase_s,
     }
-    fetch_only_ = {
-        "cases_per_s": fetch["cases_per_s"], "forms_per_s": fetch["forms_per_s"],
-        "seconds": fetch_s, "records_per_s": (cases + forms) / fetch_s,
-    }
-    plain_s = cases / plain["cases_per_s"] + forms / plain["forms_per_s"]
-    plain_ = {**plain, "seconds": plain_s, "records_per_s": (cases + forms) / plain_s}
+    plain_ = {**plain, "seconds": plain_s, "records_per_s": (cases + forms) / plain_s, "vs_fetch_only": fetch_s / plain_s}
+    return {"fetch_only": fetch_only_, "plain": plain_, "ours": ours}
+
+
+def load_section(sp: Space, dlt: tuple[Path | None, str], dlt_timeout: float, rounds: int) -> dict:
+    """``rounds`` rounds of the three loads: the machine's noise moves one round's ratio by as much as
+    a tenth, so the round with the median ratio of ours to fetch-only is the one reported. The last
+    round loads the space's own database, which the incremental and query sections go on with."""
+    print(f"load: {sp.cases:,} cases + {sp.forms:,} forms, {rounds} round(s)", flush=True)
+    done = []
+    for i in range(rounds):
+        print(f"  round {i + 1}: fetch-only client, plain fetch-and-COPY, data-explorer materialize ...", flush=True)
+        if i < rounds - 1:
+            with workspace(sp.server, "b" + secrets.token_hex(3), sp.base) as (dsn, _, env):
+                done.append(load_round(sp, env, dsn))
+        else:
+            done.append(load_round(sp, sp.env, sp.dsn))
+    median = sorted(done, key=lambda r: r["ours"]["vs_fetch_only"])[(len(done) - 1) // 2]
+    fetch_only_, plain_, ours = median["fetch_only"], median["plain"], median["ours"]
+    cases, forms = ours["cases"], ours["forms"]
     python, how = dlt
     if python is None:
         dlt_result = {"error": how}
@@ -232,7 +262,8 @@ def load_section(sp: Space, dlt: tuple[Path | None, str], dlt_timeout: float) ->
             )
             if got != cases + forms:
                 dlt_result["warning"] = f"dlt loaded {got:,} records, ours {cases + forms:,}"
-    return {"cases": sp.cases, "forms": sp.forms, "fetch_only": fetch_only_, "plain": plain_, "ours": ours, "dlt": dlt_result}
+    return {"cases": sp.cases, "forms": sp.forms, "fetch_only": fetch_only_, "plain": plain_, "ours": ours, "dlt": dlt_result,
+            "rounds": done, "last_full_seconds": done[-1]["ours"]["seconds"]}
 
 
 def incremental_section(sp: Space, full_seconds: float) -> dict:
@@ -299,7 +330,8 @@ def table(summary: dict) -> list[list[str]]:
     if "load" in summary:
         ld = summary["load"]
         f, p, o, d = ld["fetch_only"], ld["plain"], ld["ours"], ld["dlt"]
-        rows.append([f"Load: {ld['cases']:,} cases + {ld['forms']:,} forms, one simulator, one PostgreSQL"])
+        rounds = f", the median of {len(ld['rounds'])} rounds" if len(ld["rounds"]) > 1 else ""
+        rows.append([f"Load: {ld['cases']:,} cases + {ld['forms']:,} forms, one simulator, one PostgreSQL{rounds}"])
         rows.append(["fetch-only client (the limit)",
                      f"{f['records_per_s']:,.0f} rec/s ({f['cases_per_s']:,.0f} cases/s, {f['forms_per_s']:,.0f} forms/s), {f['seconds']:.1f} s", "", ""])
         rows.append(["plain fetch-and-COPY (yardstick: no checks, keys or checkpoints)",
@@ -331,6 +363,9 @@ def table(summary: dict) -> list[list[str]]:
         rows.append(["plain fetch-and-COPY / fetch-only",
                      f"{p['records_per_s'] / f['records_per_s']:.2f} (cases {p['cases_per_s'] / f['cases_per_s']:.2f}, "
                      f"forms {p['forms_per_s'] / f['forms_per_s']:.2f})", "", ""])
+        if len(ld["rounds"]) > 1:
+            each = lambda who: ", ".join(f"{r[who]['vs_fetch_only']:.2f}" for r in ld["rounds"])  # noqa: E731
+            rows.append(["rounds: ours / fetch-only; plain / fetch-only (median round above)", f"{each('ours')}; {each('plain')}", "", ""])
     if "memory" in summary:
         mem = summary["memory"]
         rows.append([f"Memory: peak RSS of materialize (wait4), forms = {mem['forms_ratio']:g} x cases"])
@@ -385,6 +420,7 @@ def main() -> None:
     parser.add_argument("--forms", type=int, help="forms of the load space (default: as many as cases)")
     parser.add_argument("--memory-sizes", help="two case counts, small,big (default 100000,1000000; --quick 20000,100000)")
     parser.add_argument("--memory-forms-ratio", type=float, default=0.05, help="forms per case in the memory runs (default 0.05)")
+    parser.add_argument("--rounds", type=int, help="rounds of the load comparison; the median round is reported (default 3; --quick 1)")
     parser.add_argument("--clients", type=int, default=20, help="concurrent clients on the query path (default 20)")
     parser.add_argument("--query-seconds", type=float, help="seconds per query side (default 30; --quick 5)")
     parser.add_argument("--dlt-timeout", type=float, default=3600, help="seconds dlt may take (default 3600)")
@@ -396,15 +432,18 @@ def main() -> None:
     memory_sizes = [int(s) for s in (args.memory_sizes or ("20000,100000" if quick else "100000,1000000")).split(",")]
     query_seconds = args.query_seconds or (5.0 if quick else 30.0)
     skip = {s.strip() for s in args.skip.split(",") if s.strip()}
+    rounds = args.rounds or (1 if quick else 3)
+    if rounds < 1:
+        parser.error("--rounds must be at least 1")
 
     started = time.perf_counter()
     summary: dict = {"when": datetime.now(timezone.utc).isoformat(timespec="seconds"), "mode": "quick" if quick else "full",
                      "arguments": vars(args), "machine": machine(args.server), "targets": TARGETS, "checks": []}
     dlt = (None, "left out (--skip dlt)") if "dlt" in skip else dlt_python()
     with space(cases, forms, args.server) as sp:
-        summary["load"] = load_section(sp, dlt, args.dlt_timeout)
+        summary["load"] = load_section(sp, dlt, args.dlt_timeout, rounds)
         if "incremental" not in skip:
-            summary["incremental"] = incremental_section(sp, summary["load"]["ours"]["seconds"])
+            summary["incremental"] = incremental_section(sp, summary["load"]["last_full_seconds"])
         if "query" not in skip:
             summary["query"] = query_section(sp, args.clients, query_seconds)
     if "memory" not in skip:
