@@ -9,7 +9,7 @@ One simulator project space and one PostgreSQL for everything:
    loader (`benchmarks/plain_copy.py`, a yardstick), loaded by `data-explorer materialize`,
    and loaded by dlt's `rest_api` source into dlt's postgres destination
    (`benchmarks/dlt_load.py`, run in its own virtualenv `benchmarks/.dlt-venv` built
-   from `benchmarks/requirements-dlt.txt`). The first three run in rounds (default 3,
+   from `benchmarks/requirements-dlt.txt`). The first three run in rounds (default 5,
    --quick 1; ours into a fresh database each round) and the round with the median
    ratio of ours to fetch-only is reported, with every round's ratios beside it.
 2. Memory: peak RSS (wait4) of `materialize` at two sizes (default 100,000 and
@@ -420,7 +420,7 @@ def main() -> None:
     parser.add_argument("--forms", type=int, help="forms of the load space (default: as many as cases)")
     parser.add_argument("--memory-sizes", help="two case counts, small,big (default 100000,1000000; --quick 20000,100000)")
     parser.add_argument("--memory-forms-ratio", type=float, default=0.05, help="forms per case in the memory runs (default 0.05)")
-    parser.add_argument("--rounds", type=int, help="rounds of the load comparison; the median round is reported (default 3; --quick 1)")
+    parser.add_argument("--rounds", type=int, help="rounds of the load comparison; the median round is reported (default 5; --quick 1)")
     parser.add_argument("--clients", type=int, default=20, help="concurrent clients on the query path (default 20)")
     parser.add_argument("--query-seconds", type=float, help="seconds per query side (default 30; --quick 5)")
     parser.add_argument("--dlt-timeout", type=float, default=3600, help="seconds dlt may take (default 3600)")
@@ -432,7 +432,7 @@ def main() -> None:
     memory_sizes = [int(s) for s in (args.memory_sizes or ("20000,100000" if quick else "100000,1000000")).split(",")]
     query_seconds = args.query_seconds or (5.0 if quick else 30.0)
     skip = {s.strip() for s in args.skip.split(",") if s.strip()}
-    rounds = args.rounds or (1 if quick else 3)
+    rounds = args.rounds or (1 if quick else 5)
     if rounds < 1:
         parser.error("--rounds must be at least 1")
 
