@@ -79,12 +79,15 @@ TARGETS = {
 class Space:
     cases: int
     forms: int
-    tag: str
     dsn: str
     base: str
-    home: str
     env: dict[str, str]
     server: str
+
+
+def new_tag() -> str:
+    """A name for one workspace's database and role prefix (at most 7 characters)."""
+    return "b" + secrets.token_hex(3)
 
 
 @contextlib.contextmanager
@@ -108,9 +111,9 @@ def workspace(server: str, tag: str, base: str):
     home = tempfile.mkdtemp(prefix="de-bench-")
     try:
         with database(server, tag) as dsn:
-            yield dsn, home, {**os.environ, "DATABASE_URL": dsn, "DATA_EXPLORER_HOME": home, "DATA_EXPLORER_ROLE_PREFIX": tag,
-                              "COMMCARE_BASE_URL": base, "COMMCARE_USERNAME": USER, "COMMCARE_API_KEY": KEY,
-                              "COMMCARE_CASE_PAGE_SIZE": str(CASE_PAGE), "COMMCARE_FORM_PAGE_SIZE": str(FORM_PAGE)}
+            yield dsn, {**os.environ, "DATABASE_URL": dsn, "DATA_EXPLORER_HOME": home, "DATA_EXPLORER_ROLE_PREFIX": tag,
+                        "COMMCARE_BASE_URL": base, "COMMCARE_USERNAME": USER, "COMMCARE_API_KEY": KEY,
+                        "COMMCARE_CASE_PAGE_SIZE": str(CASE_PAGE), "COMMCARE_FORM_PAGE_SIZE": str(FORM_PAGE)}
     finally:
         shutil.rmtree(home, ignore_errors=True)
 
@@ -118,11 +121,10 @@ def workspace(server: str, tag: str, base: str):
 @contextlib.contextmanager
 def space(cases: int, forms: int, server: str):
     """A simulator serving `bench` with this many cases and forms, and a fresh workspace; all removed afterwards."""
-    tag = "b" + secrets.token_hex(3)
     sim, base = start_server(cases, forms)
     try:
-        with workspace(server, tag, base) as (dsn, home, env):
-            yield Space(cases, forms, tag, dsn, base, home, env, server)
+        with workspace(server, new_tag(), base) as (dsn, env):
+            yield Space(cases, forms, dsn, base, env, server)
     finally:
         sim.kill()
         sim.wait()
@@ -238,7 +240,7 @@ def load_section(sp: Space, dlt: tuple[Path | None, str], dlt_timeout: float, ro
     for i in range(rounds):
         print(f"  round {i + 1}: fetch-only client, plain fetch-and-COPY, data-explorer materialize ...", flush=True)
         if i < rounds - 1:
-            with workspace(sp.server, "b" + secrets.token_hex(3), sp.base) as (dsn, _, env):
+            with workspace(sp.server, new_tag(), sp.base) as (dsn, env):
                 done.append(load_round(sp, env, dsn))
         else:
             done.append(load_round(sp, sp.env, sp.dsn))
@@ -355,13 +357,13 @@ def table(summary: dict) -> list[list[str]]:
             rows.append(["ours / dlt (whole command: ours includes discover, dbt, publish)",
                          f"{o['command_records_per_s'] / d['command_records_per_s']:.2f}x", "", ""])
             rows.append(["plain fetch-and-COPY / dlt's runs", f"{p['records_per_s'] / d['runs_records_per_s']:.2f}x", "", ""])
-        ratio = o["load_records_per_s"] / f["records_per_s"]
+        ratio = o["vs_fetch_only"]
         rows.append(["ours / fetch-only (load phase)",
                      f"{ratio:.2f} (cases {o['load_cases_per_s'] / f['cases_per_s']:.2f}, forms {o['load_forms_per_s'] / f['forms_per_s']:.2f})",
                      f">= {TARGETS['ours_vs_fetch']:.2f}",
                      check(checks, "ours_vs_fetch", ratio, f">= {TARGETS['ours_vs_fetch']:.2f}", ratio >= TARGETS["ours_vs_fetch"])])
         rows.append(["plain fetch-and-COPY / fetch-only",
-                     f"{p['records_per_s'] / f['records_per_s']:.2f} (cases {p['cases_per_s'] / f['cases_per_s']:.2f}, "
+                     f"{p['vs_fetch_only']:.2f} (cases {p['cases_per_s'] / f['cases_per_s']:.2f}, "
                      f"forms {p['forms_per_s'] / f['forms_per_s']:.2f})", "", ""])
         if len(ld["rounds"]) > 1:
             each = lambda who: ", ".join(f"{r[who]['vs_fetch_only']:.2f}" for r in ld["rounds"])  # noqa: E731
