@@ -7,6 +7,8 @@ advisory lock, so concurrent first starts do not race.
 
 from __future__ import annotations
 
+import hashlib
+
 import psycopg
 from psycopg import sql
 
@@ -102,9 +104,29 @@ _DDL = [
 ]
 
 
+# What the DDL above is, so that a schema already made by it is recognised without running it again.
+_DDL_DIGEST = hashlib.sha256("\n".join(_DDL).encode()).hexdigest()
+
+
 def ensure_control_tables(conn: psycopg.Connection, schema: str) -> None:
-    """Create the control schema and tables if missing (idempotent, concurrency-safe)."""
+    """Create the control schema and tables if missing (idempotent, concurrency-safe).
+
+    Once the schema is current this only reads one row: the DDL, even where it changes nothing,
+    locks the tables it names (``ADD COLUMN IF NOT EXISTS`` takes the table's exclusive lock), and
+    the operator and the gateway call this while a runner publishes, which holds row locks on
+    ``tenants`` and ``runs``: the two would deadlock."""
+    ident = sql.Identifier(schema)
+    try:
+        with conn.transaction():
+            row = conn.execute(sql.SQL("SELECT digest FROM {}.control_version").format(ident)).fetchone()
+        if row is not None and row[0] == _DDL_DIGEST:
+            return
+    except (psycopg.errors.UndefinedTable, psycopg.errors.InvalidSchemaName):
+        pass  # a first start
     with conn.transaction():
         conn.execute("SELECT pg_advisory_xact_lock(%s)", (_MIGRATION_LOCK,))
         for statement in _DDL:
-            conn.execute(sql.SQL(statement).format(s=sql.Identifier(schema)))
+            conn.execute(sql.SQL(statement).format(s=ident))
+        conn.execute(sql.SQL("CREATE TABLE IF NOT EXISTS {}.control_version (digest text NOT NULL)").format(ident))
+        conn.execute(sql.SQL("DELETE FROM {}.control_version").format(ident))
+        conn.execute(sql.SQL("INSERT INTO {}.control_version (digest) VALUES (%s)").format(ident), (_DDL_DIGEST,))

@@ -204,3 +204,35 @@ def test_a_changed_role_prefix_is_refused_with_what_to_do(conn, tenant, session_
     with pytest.raises(TenantNameConflict, match="DATA_EXPLORER_ROLE_PREFIX"):
         provision_tenant(conn, other, CONTROL, box)
     assert conn.execute("SELECT count(*) FROM pg_roles WHERE rolname = %s", (other.reader_role,)).fetchone() == (0,)
+
+
+def test_control_tables_once_current_take_no_lock_a_publish_holds(db, conn):
+    """A runner's publish holds row locks on tenants and runs while the operator and the gateway check
+    the control tables: that check must not wait on them (its DDL would lock them, and the two deadlock)."""
+    schema = f"ctl_{secrets.token_hex(4)}"
+    ensure_control_tables(conn, schema)
+    try:
+        with db.connect() as publishing:
+            publishing.execute(sql.SQL("UPDATE {}.tenants SET updated_at = now()").format(sql.Identifier(schema)))
+            publishing.execute(sql.SQL("UPDATE {}.runs SET updated_at = now()").format(sql.Identifier(schema)))
+            with db.connect(autocommit=True) as other:
+                other.execute("SET lock_timeout = '2s'")
+                ensure_control_tables(other, schema)  # returns at once; waiting would raise LockNotAvailable
+                assert other.execute(sql.SQL("SELECT count(*) FROM {}.control_version").format(sql.Identifier(schema))).fetchone() == (1,)
+            publishing.rollback()
+    finally:
+        conn.execute(sql.SQL("DROP SCHEMA {} CASCADE").format(sql.Identifier(schema)))
+
+
+def test_control_tables_are_made_again_when_their_definition_changed(conn):
+    schema = f"ctl_{secrets.token_hex(4)}"
+    ensure_control_tables(conn, schema)
+    try:
+        ident = sql.Identifier(schema)
+        conn.execute(sql.SQL("UPDATE {}.control_version SET digest = 'older'").format(ident))
+        conn.execute(sql.SQL("DROP INDEX {}.runs_domain_created").format(ident))
+        ensure_control_tables(conn, schema)
+        assert conn.execute("SELECT to_regclass(%s) IS NOT NULL", (f"{schema}.runs_domain_created",)).fetchone() == (True,)
+        assert conn.execute(sql.SQL("SELECT count(*) FROM {}.control_version WHERE digest <> 'older'").format(ident)).fetchone() == (1,)
+    finally:
+        conn.execute(sql.SQL("DROP SCHEMA {} CASCADE").format(sql.Identifier(schema)))
