@@ -19,6 +19,7 @@ from data_explorer.operator.context import OperatorContext, condition
 from data_explorer.warehouse.control_tables import ensure_control_tables
 from data_explorer.warehouse.naming import TenantNames
 from data_explorer.warehouse.provisioning import provision_tenant
+from data_explorer.warehouse.runs import active_run
 from data_explorer.warehouse.tenant_state import idle_tenants, tenant_row
 
 log = logging.getLogger(__name__)
@@ -92,8 +93,14 @@ def reconcile_tenant(ctx: OperatorContext, body: dict[str, Any]) -> dict[str, An
                 _write(ctx, body, _status(body, "Failed", False, "ProvisioningFailed", f"{type(exc).__name__}: {exc}", names))
                 raise Retry(f"provisioning {domain!r} failed: {exc}", delay=30) from exc
             row = tenant_row(conn, ctx.control, domain)
+        # a run recorded whose runner has not yet marked the tenant is already under way: the
+        # status start_run gave the tenant stays until that run ends
+        running = row is not None and row["phase"] == "Active" and active_run(conn, ctx.control, domain) is not None
     phase = row["phase"] if row and row["phase"] in ("Active", "Materializing", "Expired", "TearingDown") else "Active"
     message = {"Materializing": "a materialization is in progress", "Expired": "idle past its TTL"}.get(phase, "schema and roles are ready")
+    if running:
+        phase = "Materializing"
+        message = (body.get("status") or {}).get("message") if old_phase == "Materializing" else "a materialization is in progress"
     return _write(ctx, body, _status(body, phase, phase in ("Active", "Materializing"), phase, message, names, row))
 
 

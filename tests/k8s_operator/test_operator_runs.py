@@ -45,6 +45,19 @@ async def _set_job_condition(cluster, run_name, kind, reason="", message=""):
     await cluster.patch(JOBS, builders.job_name(run_name), {"status": {"conditions": [condition]}}, status=True)
 
 
+async def test_the_tenant_stays_materializing_while_its_run_waits_for_its_runner(cluster, operator):
+    """The tenant's periodic check (every 0.5 s here) reads the control tables, where the tenant is still
+    Active until the runner starts: a run recorded there keeps the tenant Materializing meanwhile."""
+    await _tenant(cluster)
+    await _started_run(cluster)
+    await cluster.wait_for(TENANT_SCHEMAS, "clinic", _phase("Materializing"))
+    seen = set()
+    for _ in range(20):  # 2 s: several of the tenant's checks
+        seen.add(((await cluster.get(TENANT_SCHEMAS, "clinic")).get("status") or {}).get("phase"))
+        await asyncio.sleep(0.1)
+    assert seen == {"Materializing"}, seen
+
+
 async def test_a_run_creates_exactly_its_job_secret_and_network_policy(cluster, operator, conn, operator_settings):
     domain = await _tenant(cluster)
     run = await _started_run(cluster)
