@@ -71,11 +71,14 @@ def find_case_blocks(tree: Any, path: str = "form") -> list[tuple[str, dict[str,
 
 
 def _collect_blocks(tree: Any, path: str, depth: int, found: list) -> None:
-    # paths are built only for containers and blocks: most keys of a form tree hold plain answers
+    # most values in a form tree are answers (text): they are passed over first, and paths are
+    # built only for containers and blocks
     if depth > MAX_DEPTH:
         raise MalformedResponse(f"form tree deeper than {MAX_DEPTH} levels at {path}")
     if isinstance(tree, dict):
         for key, value in tree.items():
+            if value.__class__ is str:
+                continue
             if isinstance(value, dict):
                 if key == "case" and "@case_id" in value:
                     found.append((f"{path}.{key}", value))
@@ -117,22 +120,26 @@ def _index_payload(index: dict[str, Any]) -> dict[str, Any]:
 
 
 def block_actions(block: dict[str, Any]) -> list[tuple[str, str | None, dict[str, Any]]]:
-    """(action, case_type, payload) for each action in a case block."""
+    """(action, case_type, payload) for each action in a case block, in the order of ``ACTIONS``;
+    case_type is the create action's, when it is text."""
     actions = []
     create = block.get("create")
-    case_type = create.get("case_type") if isinstance(create, dict) else None
-    for action in ACTIONS:
-        if action not in block:
-            continue
-        value = block[action]
-        if action == "close":
-            actions.append(("close", case_type, {}))
-        elif action == "update" and (value in ("", None) or isinstance(value, dict)):
-            actions.append(("update", case_type, value or {}))
-        elif action == "index" and isinstance(value, dict) and value:
-            actions.append(("index", case_type, _index_payload(value)))
-        elif action == "create" and isinstance(value, dict) and value:
-            actions.append(("create", case_type, value))
+    case_type = None
+    if isinstance(create, dict):
+        case_type = create.get("case_type")
+        if not isinstance(case_type, str):
+            case_type = None
+        if create:
+            actions.append(("create", case_type, create))
+    if "update" in block:
+        update = block["update"]
+        if isinstance(update, dict) or update == "" or update is None:
+            actions.append(("update", case_type, update or {}))
+    index = block.get("index")
+    if isinstance(index, dict) and index:
+        actions.append(("index", case_type, _index_payload(index)))
+    if "close" in block:
+        actions.append(("close", case_type, {}))
     return actions
 
 
@@ -143,6 +150,5 @@ def block_rows(form_id: str, tree: dict[str, Any]) -> list[tuple]:
         if not isinstance(case_id, str) or not case_id:
             raise MalformedResponse(f"form {form_id}: case block at {path} has @case_id {case_id!r}")
         for action, case_type, payload in block_actions(block):
-            case_type = case_type if isinstance(case_type, str) else None
             rows.append((form_id, block_index, path, case_id, action, case_type, json_codec.dumps(payload)))
     return rows
