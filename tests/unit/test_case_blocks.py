@@ -4,7 +4,10 @@ import json
 
 import pytest
 
-from data_explorer.loaders.commcare.forms import block_rows, find_case_blocks, form_row
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from data_explorer.loaders.commcare.forms import ACTIONS, block_rows, find_case_blocks, form_row
 from data_explorer.loaders.errors import MalformedResponse
 
 TREE = {
@@ -107,3 +110,38 @@ def test_hostile_depth_is_refused():
         node = node["g"]
     with pytest.raises(MalformedResponse, match="deeper"):
         block_rows("f", tree)
+
+
+_ATOMS = st.one_of(st.none(), st.booleans(), st.integers(), st.sampled_from(["", "x", "ü"]))
+_KEYS = st.sampled_from(["case", "create", "update", "index", "close", "@case_id", "case_type", "parent", "#text", "g"])
+_ANY = st.recursive(_ATOMS, lambda inner: st.one_of(st.lists(inner, max_size=3), st.dictionaries(_KEYS, inner, max_size=4)),
+                    max_leaves=8)
+_BLOCKS = st.fixed_dictionaries(
+    {"@case_id": st.sampled_from(["c1", "c2", "", None])},
+    optional={"create": st.one_of(_ATOMS, st.fixed_dictionaries({}, optional={"case_type": _ANY, "owner_id": _ANY})),
+              "update": _ANY, "index": _ANY, "close": _ANY},
+)
+_TREES = st.recursive(
+    st.one_of(_ATOMS, _BLOCKS),
+    lambda inner: st.one_of(st.lists(inner, max_size=3), st.dictionaries(_KEYS, inner, max_size=5)),
+    max_leaves=25,
+)
+
+
+@settings(max_examples=500, deadline=None)
+@given(_TREES)
+def test_any_tree_gives_well_formed_rows_or_says_what_is_malformed(tree):
+    """Hostile trees: either rows of known actions, each at most once per block and in a fixed order,
+    with text or no case type and an object payload; or MalformedResponse. Never another error."""
+    try:
+        rows = block_rows("f", {"g": tree, "case": tree})
+    except MalformedResponse:
+        return
+    by_block: dict[int, list[str]] = {}
+    for form_id, block_index, path, case_id, action, case_type, payload in rows:
+        assert form_id == "f" and path.startswith("form.") and isinstance(case_id, str) and case_id
+        assert case_type is None or isinstance(case_type, str)
+        assert isinstance(json.loads(payload), dict)
+        by_block.setdefault(block_index, []).append(action)
+    for actions in by_block.values():
+        assert actions == [a for a in ACTIONS if a in actions]
