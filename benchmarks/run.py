@@ -12,6 +12,8 @@ One simulator project space and one PostgreSQL for everything:
    from `benchmarks/requirements-dlt.txt`). The first three run in rounds (default 5,
    --quick 1; ours into a fresh database each round) and the round with the median
    ratio of ours to fetch-only is reported, with every round's ratios beside it.
+   Beside it, the ceiling the CPU allows that ratio: the simulator, the runner and
+   PostgreSQL measured alone for a space of the same size (`benchmarks/cpu_budget.py`).
 2. Memory: peak RSS (wait4) of `materialize` at two sizes (default 100,000 and
    1,000,000 cases; --quick 20,000 and 100,000), with few forms (0.05 per case) to
    keep the time bounded.
@@ -291,6 +293,15 @@ def memory_section(sizes: list[int], forms_ratio: float, server: str) -> dict:
     return {"forms_ratio": forms_ratio, "runs": rows, "ratio": rows[-1]["peak_rss_mb"] / rows[0]["peak_rss_mb"]}
 
 
+def ceiling_section(sp: Space, cpus: int) -> dict:
+    """What the CPU allows: each part of a load measured alone (cpu_budget.py), for a space of the
+    load's size served by a simulator of its own."""
+    from cpu_budget import measure  # imported here: it uses this module's helpers
+
+    print(f"ceiling: CPU of the simulator, the runner and PostgreSQL, each alone, on {cpus} CPUs", flush=True)
+    return measure(sp.cases, sp.forms, sp.server, cpus)
+
+
 def query_section(sp: Space, clients: int, seconds: float) -> dict:
     print(f"query path: {clients} clients x {seconds:g} s, MCP then direct", flush=True)
     with start_gateway(sp.env) as gateway:
@@ -365,6 +376,14 @@ def table(summary: dict) -> list[list[str]]:
         rows.append(["plain fetch-and-COPY / fetch-only",
                      f"{p['vs_fetch_only']:.2f} (cases {p['cases_per_s'] / f['cases_per_s']:.2f}, "
                      f"forms {p['forms_per_s'] / f['forms_per_s']:.2f})", "", ""])
+        if "ceiling" in summary:
+            c = summary["ceiling"]["kinds"]
+            rows.append([f"ceiling of ours / fetch-only: each part's CPU alone, {summary['ceiling']['cpus']} CPUs all busy",
+                         f"{c['both']['ceiling']:.2f} (cases {c['cases']['ceiling']:.2f}, forms {c['forms']['ceiling']:.2f}); "
+                         f"ours reaches {ratio / c['both']['ceiling']:.2f} of it", "", ""])
+            ms = c["forms"]["ms_per_1000"]
+            rows.append(["CPU per 1,000 forms: simulator, runner, PostgreSQL",
+                         f"{ms['simulator']:.1f} + {ms['runner']:.1f} + {ms['postgres']:.1f} = {sum(ms.values()):.1f} ms", "", ""])
         if len(ld["rounds"]) > 1:
             each = lambda who: ", ".join(f"{r[who]['vs_fetch_only']:.2f}" for r in ld["rounds"])  # noqa: E731
             rows.append(["rounds: ours / fetch-only; plain / fetch-only (median round above)", f"{each('ours')}; {each('plain')}", "", ""])
@@ -426,7 +445,7 @@ def main() -> None:
     parser.add_argument("--clients", type=int, default=20, help="concurrent clients on the query path (default 20)")
     parser.add_argument("--query-seconds", type=float, help="seconds per query side (default 30; --quick 5)")
     parser.add_argument("--dlt-timeout", type=float, default=3600, help="seconds dlt may take (default 3600)")
-    parser.add_argument("--skip", default="", help="comma-separated sections to leave out: dlt, memory, incremental, query")
+    parser.add_argument("--skip", default="", help="comma-separated sections to leave out: dlt, ceiling, memory, incremental, query")
     args = parser.parse_args()
     quick = args.quick
     cases = args.cases or (20_000 if quick else 100_000)
@@ -444,6 +463,8 @@ def main() -> None:
     dlt = (None, "left out (--skip dlt)") if "dlt" in skip else dlt_python()
     with space(cases, forms, args.server) as sp:
         summary["load"] = load_section(sp, dlt, args.dlt_timeout, rounds)
+        if "ceiling" not in skip:
+            summary["ceiling"] = ceiling_section(sp, summary["machine"]["cpus"] or 2)
         if "incremental" not in skip:
             summary["incremental"] = incremental_section(sp, summary["load"]["last_full_seconds"])
         if "query" not in skip:
