@@ -115,9 +115,12 @@ def load(bodies: dict[str, list[bytes]], dsn: str) -> dict[str, dict[str, float]
             conn.commit()
         pids = [conn.info.backend_pid for conn in sessions]
         try:
-            backend_cpu(pids)
-        except psutil.NoSuchProcess:
-            raise SystemExit("PostgreSQL's backends are not processes of this machine: run against a local server") from None
+            local = all(psutil.Process(pid).name().startswith("postgres") for pid in pids)
+        except psutil.Error:
+            local = False
+        if not local:
+            raise SystemExit("PostgreSQL's backends are not processes of this machine, so their CPU cannot be read: "
+                             "run against a PostgreSQL on this machine (--server)")
         for kind, (source_name, loader_class, page_size) in KINDS.items():
             loader = loader_class(Replay(bodies[kind]), "bench", page_size)
             runner0, pg0, started = own_cpu(), backend_cpu(pids), time.perf_counter()
