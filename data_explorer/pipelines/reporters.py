@@ -9,6 +9,8 @@ from __future__ import annotations
 import time
 from typing import Protocol
 
+import psycopg
+
 from data_explorer.pipelines.status import RunStatus
 from data_explorer.warehouse.database import Database
 from data_explorer.warehouse.runs import save_run
@@ -34,15 +36,27 @@ class Throttle:
 
 
 class ControlTableReporter:
-    """Writes the run row on its own autocommit connection, apart from the load's transactions."""
+    """Writes the run row on its own autocommit connection, apart from the load's transactions.
+
+    A lost connection (its backend terminated, the server restarted) is opened again once: the run
+    must still record how it ended, and that is not the reporting session's to decide."""
 
     def __init__(self, db: Database, control_schema: str, interval: float = 0.5):
+        self._db = db
         self._conn = db.connect(autocommit=True)
         self._schema = control_schema
         self._throttle = Throttle(interval)
 
     def report(self, status: RunStatus, *, important: bool = False) -> None:
-        if self._throttle.due(important):
+        if not self._throttle.due(important):
+            return
+        try:
+            save_run(self._conn, self._schema, status)
+        except psycopg.OperationalError:
+            if not self._conn.broken:
+                raise
+            self._conn.close()
+            self._conn = self._db.connect(autocommit=True)
             save_run(self._conn, self._schema, status)
 
     def close(self) -> None:

@@ -36,7 +36,12 @@ def tenant_lock(conn: psycopg.Connection, domain: str, *, wait: float = 0.0) -> 
         yield got
     finally:
         if got and not conn.closed:
-            unlock(conn, domain)
+            try:
+                unlock(conn, domain)
+            except psycopg.OperationalError:
+                # the session is gone (its backend was terminated, the server restarted), and the lock
+                # with it: the work the block did stands, and an error here would only hide that
+                pass
 
 
 def held_by_someone(conn: psycopg.Connection, domain: str) -> bool:

@@ -110,7 +110,7 @@ def _terminate_others(conn) -> int:
 
 
 def _transforming(phase, phases):
-    return phase == "Transforming" and len(phases.get("transform", {}).get("models", {})) >= 1
+    return phase == "Transforming" and phases.get("transform", {}).get("state") == "running"
 
 
 def _loading(phase, phases):
@@ -131,12 +131,17 @@ def test_postgres_connections_terminated_mid_run_publish_nothing_partial(space_f
         if point is _loading:
             space.sim.set_faults({"rules": [{"kind": "slow", "rate": 1.0, "scope": "cases"}], "slow_delay": 0.2})
         previous = latest_run(watcher, space.domain)[0]
-        # dbt builds every table in a full run; otherwise the changes are applied in one transaction, held on a lock here
+        # the changes of an incremental run are applied in one transaction, held here on a lock
         locker = lock_table(db, space.names.schema, "form_submissions") if point is _applying else None
         proc = spawn(space, full=point is _transforming, COMMCARE_CASE_PAGE_SIZE=10)
         if locker:
             waiting_on_a_lock(watcher, proc)
         wait_for(watcher, space.domain, point, proc, after=previous)
+        if point is _transforming:
+            # dbt builds every table in a full run: a raw table it reads, locked as dbt starts (it takes a
+            # second to load), holds dbt in the middle of its models, before anything can be published
+            locker = lock_table(db, space.names.raw_schema, "users")
+            waiting_on_a_lock(watcher, proc)
         assert _terminate_others(watcher) >= 1
         output, _ = proc.communicate(timeout=120)
         if locker:
@@ -144,6 +149,10 @@ def test_postgres_connections_terminated_mid_run_publish_nothing_partial(space_f
     assert proc.returncode != 0, f"the run claimed success after losing its connections:\n{output}"
     assert "PostgreSQL" in output or "DATABASE" in output or "transform" in output.lower(), output
     with db.connect(autocommit=True) as conn:
+        ended = latest_run(conn, space.domain)
+        assert ended[1] == "Failed", f"the run's row says {ended[1]} after it lost its sessions:\n{output}"
+        if point is _transforming:
+            assert ended[2]["transform"]["state"] == "failed", f"dbt was not stopped in its models:\n{output}"
         assert space.published(conn) == before, "a run that lost its connections changed what agents see"
         space.sim.set_faults({})
         status = space.run()

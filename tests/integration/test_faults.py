@@ -3,14 +3,17 @@
 from __future__ import annotations
 
 import time
+import uuid
 
 import psycopg
 import pytest
 from psycopg import sql
 
+from data_explorer.pipelines.reporters import ControlTableReporter
 from data_explorer.pipelines.runner import RunRequest, _adopt_committed_success, materialize
 from data_explorer.pipelines.status import RunStatus
 from data_explorer.simulator import DEMO_API_KEY
+from data_explorer.warehouse.runs import insert_run
 
 
 @pytest.mark.parametrize(
@@ -174,3 +177,25 @@ def test_a_run_whose_commit_went_through_unseen_is_succeeded(space, conn):
     other.fail("DATABASE_ERROR", "PostgreSQL: server closed the connection unexpectedly")
     _adopt_committed_success(conn, "data_explorer", other)
     assert other.phase == "Failed" and other.error["code"] == "DATABASE_ERROR"
+
+
+def test_a_run_still_records_its_end_after_its_reporting_session_was_terminated(space, conn):
+    """The sessions of a run can all be terminated (a failover, an administrator): the run row must
+    still say how the run ended, not stay in the phase it was in."""
+    assert space.run().phase == "Succeeded"
+    status = RunStatus(str(uuid.uuid4()), space.domain, "commcare_sync", "full")
+    insert_run(conn, "data_explorer", status)
+    reporter = ControlTableReporter(space.db, "data_explorer")
+    try:
+        pid = reporter._conn.info.backend_pid
+        conn.execute("SELECT pg_terminate_backend(%s)", (pid,))
+        deadline = time.monotonic() + 10
+        while conn.execute("SELECT count(*) FROM pg_stat_activity WHERE pid = %s", (pid,)).fetchone() != (0,):
+            assert time.monotonic() < deadline, "the terminated session did not end"
+            time.sleep(0.05)
+        status.fail("TRANSFORM_FAILED", "dbt lost its sessions")
+        reporter.report(status, important=True)
+    finally:
+        reporter.close()
+    row = conn.execute("SELECT phase, error->>'code' FROM data_explorer.runs WHERE run_id = %s", (status.run_id,)).fetchone()
+    assert row == ("Failed", "TRANSFORM_FAILED")

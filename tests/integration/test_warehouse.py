@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import secrets
+import time
 from pathlib import Path
 
 import psycopg
@@ -16,6 +17,7 @@ from data_explorer.loaders.errors import LoaderError
 from data_explorer.pipelines.loading import load_source
 from data_explorer.pipelines.registry import Registry
 from data_explorer.warehouse.control_tables import ensure_control_tables
+from data_explorer.warehouse.locks import tenant_lock, try_lock, unlock
 from data_explorer.warehouse.naming import TenantNames
 from data_explorer.warehouse.provisioning import TenantNameConflict, provision_tenant, teardown_tenant
 from data_explorer.warehouse.publish import publish, reset_build_schema
@@ -236,3 +238,20 @@ def test_control_tables_are_made_again_when_their_definition_changed(conn):
         assert conn.execute(sql.SQL("SELECT count(*) FROM {}.control_version WHERE digest <> 'older'").format(ident)).fetchone() == (1,)
     finally:
         conn.execute(sql.SQL("DROP SCHEMA {} CASCADE").format(sql.Identifier(schema)))
+
+
+def test_a_tenant_lock_whose_session_was_terminated_ends_without_error_and_is_free(db, conn):
+    """A runner whose sessions were terminated after its publish committed must not fail while
+    letting go of the lock: PostgreSQL released it with the session."""
+    domain = f"lock-{secrets.token_hex(3)}"
+    with db.connect(autocommit=True) as holder:
+        pid = holder.info.backend_pid
+        with tenant_lock(holder, domain) as got:
+            assert got and not try_lock(conn, domain)
+            conn.execute("SELECT pg_terminate_backend(%s)", (pid,))
+            deadline = time.monotonic() + 10
+            while conn.execute("SELECT count(*) FROM pg_stat_activity WHERE pid = %s", (pid,)).fetchone() != (0,):
+                assert time.monotonic() < deadline, "the terminated session did not end"
+                time.sleep(0.05)
+    assert try_lock(conn, domain)
+    unlock(conn, domain)
