@@ -38,8 +38,8 @@ class Throttle:
 class ControlTableReporter:
     """Writes the run row on its own autocommit connection, apart from the load's transactions.
 
-    A lost connection (its backend terminated, the server restarted) is opened again once: the run
-    must still record how it ended, and that is not the reporting session's to decide."""
+    A lost connection (its backend terminated, the server restarted) is opened again once: a run
+    whose sessions were all cut must still record how it ended."""
 
     def __init__(self, db: Database, control_schema: str, interval: float = 0.5):
         self._db = db
