@@ -121,7 +121,12 @@ def _applying(phase, phases):
     return phase == "Transforming"
 
 
-@pytest.mark.parametrize("point", [_loading, _transforming, _applying], ids=["during-load", "during-transform", "while-applying"])
+def _publishing(phase, phases):
+    return phase == "Transforming" and phases.get("transform", {}).get("state") == "done"
+
+
+@pytest.mark.parametrize("point", [_loading, _transforming, _publishing, _applying],
+                         ids=["during-load", "during-transform", "during-publish", "while-applying"])
 def test_postgres_connections_terminated_mid_run_publish_nothing_partial(space_factory, db, point):
     space = space_factory(cases=300, forms=100)
     assert space.run().phase == "Succeeded"
@@ -131,9 +136,10 @@ def test_postgres_connections_terminated_mid_run_publish_nothing_partial(space_f
         if point is _loading:
             space.sim.set_faults({"rules": [{"kind": "slow", "rate": 1.0, "scope": "cases"}], "slow_delay": 0.2})
         previous = latest_run(watcher, space.domain)[0]
-        # the changes of an incremental run are applied in one transaction, held here on a lock
-        locker = lock_table(db, space.names.schema, "form_submissions") if point is _applying else None
-        proc = spawn(space, full=point is _transforming, COMMCARE_CASE_PAGE_SIZE=10)
+        # the publish of a full run, and the changes an incremental run applies, are one transaction
+        # each, held here on a lock on a published table
+        locker = lock_table(db, space.names.schema, "form_submissions") if point in (_publishing, _applying) else None
+        proc = spawn(space, full=point in (_transforming, _publishing), COMMCARE_CASE_PAGE_SIZE=10)
         if locker:
             waiting_on_a_lock(watcher, proc)
         wait_for(watcher, space.domain, point, proc, after=previous)
@@ -153,6 +159,8 @@ def test_postgres_connections_terminated_mid_run_publish_nothing_partial(space_f
         assert ended[1] == "Failed", f"the run's row says {ended[1]} after it lost its sessions:\n{output}"
         if point is _transforming:
             assert ended[2]["transform"]["state"] == "failed", f"dbt was not stopped in its models:\n{output}"
+        if point is _publishing:
+            assert ended[2]["transform"]["state"] == "done" and "publish" not in ended[2], f"not stopped in the publish:\n{output}"
         assert space.published(conn) == before, "a run that lost its connections changed what agents see"
         space.sim.set_faults({})
         status = space.run()
