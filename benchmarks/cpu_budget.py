@@ -31,50 +31,22 @@ import time
 from pathlib import Path
 from typing import Any, Iterator
 
-import httpx
 import psutil
 import psycopg
-from loader import AUTH, CASE_PAGE, FORM_PAGE, pages
+from loader import CASE_PAGE, FORM_PAGE, database, download, new_tag
 from psycopg import sql
-from run import database, new_tag
-from simulator_process import start_server
 
 from data_explorer.loaders import json_codec
 from data_explorer.loaders.commcare.sources import CasesSource, FormsSource
 from data_explorer.pipelines.loading import load_source
 from data_explorer.pipelines.registry import Registry
+from data_explorer.pipelines.runner import set_up_writer
 from data_explorer.warehouse.raw_tables import ensure_raw_tables
 
 ROOT = Path(__file__).resolve().parent.parent
 PIPELINE = Registry.from_directory(ROOT / "pipelines").get("commcare_sync")
 KINDS = {"cases": ("cases", CasesSource, CASE_PAGE), "forms": ("forms", FormsSource, FORM_PAGE)}  # source, loader, page size
 RAW = "bench__raw"
-
-
-def serve(n_cases: int, n_forms: int) -> tuple[dict[str, list[bytes]], dict[str, float], dict[str, float]]:
-    """Every page's body by kind, and the simulator's CPU seconds and the seconds taken for each kind."""
-    sim, base = start_server(n_cases, n_forms)
-    try:
-        proc = psutil.Process(sim.pid)
-        bodies: dict[str, list[bytes]] = {"cases": [], "forms": []}
-        cpu = {"cases": 0.0, "forms": 0.0}
-        seconds = {"cases": 0.0, "forms": 0.0}
-
-        def sim_cpu() -> float:
-            return sum(proc.cpu_times()[:2])
-
-        with httpx.Client(headers=AUTH, timeout=120) as client:
-            cpu0, t0 = sim_cpu(), time.perf_counter()
-            for kind, _, body in pages(client, base):  # what passed since the last page was spent on this one
-                cpu1, t1 = sim_cpu(), time.perf_counter()
-                cpu[kind] += cpu1 - cpu0
-                seconds[kind] += t1 - t0
-                bodies[kind].append(body)
-                cpu0, t0 = cpu1, t1
-        return bodies, cpu, seconds
-    finally:
-        sim.kill()
-        sim.wait()
 
 
 class Replay:
@@ -109,10 +81,8 @@ def load(bodies: dict[str, list[bytes]], dsn: str) -> dict[str, dict[str, float]
         admin.commit()
     sessions = [psycopg.connect(dsn) for _ in range(2)]
     try:
-        for conn in sessions:  # the runner's writer sessions' settings
-            conn.execute("SET TimeZone = 'UTC'")
-            conn.execute("SET synchronous_commit = off")
-            conn.commit()
+        for conn in sessions:
+            set_up_writer(conn)
         pids = [conn.info.backend_pid for conn in sessions]
         try:
             local = all(psutil.Process(pid).name().startswith("postgres") for pid in pids)
@@ -141,7 +111,7 @@ def least_seconds(sim: float, runner: float, postgres: float, cpus: int) -> floa
 
 def measure(n_cases: int, n_forms: int, server: str, cpus: int) -> dict:
     """CPU seconds of each part for each kind (and ``both``), per 1,000 records, and the ceiling."""
-    bodies, sim_cpu, fetch_seconds = serve(n_cases, n_forms)
+    bodies, sim_cpu, fetch_seconds = download(n_cases, n_forms)
     with database(server, new_tag()) as dsn:
         loaded = load(bodies, dsn)
     seconds = {kind: {"records": f["records"], "simulator": sim_cpu[kind], "runner": f["runner"], "postgres": f["postgres"],

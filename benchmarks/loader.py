@@ -20,10 +20,12 @@ works in a fresh database that is dropped afterwards.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import platform
 import secrets
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -34,10 +36,11 @@ from typing import Iterator
 
 import httpx
 import orjson
-from simulator_process import start_server
+import psutil
 import psycopg
 from psycopg import sql
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
+from simulator_process import start_server
 
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "benchmarks" / "results"
@@ -107,44 +110,96 @@ def last_run(dsn: str) -> dict:
         ).fetchone()[0]
 
 
-def measure(size: int, forms: int, server: str) -> dict:
-    tag = "b" + secrets.token_hex(3)
-    params = conninfo_to_dict(server)
+# --- shared with the other benchmarks -------------------------------------------------------------
+
+
+def new_tag() -> str:
+    """A name for one workspace's database and role prefix (at most 7 characters)."""
+    return "b" + secrets.token_hex(3)
+
+
+@contextlib.contextmanager
+def database(server: str, tag: str):
+    """A fresh database; dropped afterwards, with the roles whose names start with ``tag``."""
+    name = f"de_bench_{tag}"
     with psycopg.connect(server, autocommit=True) as admin:
-        admin.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(f"de_bench_{tag}")))
-    dsn = make_conninfo(**{**params, "dbname": f"de_bench_{tag}"})
-    sim, base = start_server(size, forms)
-    home = tempfile.mkdtemp(prefix="de-bench-")
-    env = {**os.environ, "DATABASE_URL": dsn, "DATA_EXPLORER_HOME": home, "DATA_EXPLORER_ROLE_PREFIX": tag,
-           "COMMCARE_BASE_URL": base, "COMMCARE_USERNAME": USER, "COMMCARE_API_KEY": KEY,
-           "COMMCARE_CASE_PAGE_SIZE": str(CASE_PAGE), "COMMCARE_FORM_PAGE_SIZE": str(FORM_PAGE)}
+        admin.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
     try:
-        baseline = fetch_only(base)
-        full_s, rss = materialize(env)
-        phases = last_run(dsn)
-        load = phases["load"]
-        httpx.post(f"{base}/_sim/mutate", json={"domain": "bench", "update_cases": max(1, size // 100)}).raise_for_status()
-        incr_s, _ = materialize(env)
-        incr = last_run(dsn)["load"]
-        return {
-            "cases": size,
-            "forms": forms,
-            "fetch_cases_per_s": baseline["cases_per_s"],
-            "fetch_forms_per_s": baseline["forms_per_s"],
-            "load_cases_per_s": load["cases"]["rows"] / load["cases"]["seconds"],
-            "load_forms_per_s": load["forms"]["rows"] / load["forms"]["seconds"],
-            "full_seconds": full_s,
-            "transform_seconds": phases["transform"].get("seconds"),
-            "peak_rss_mb": rss,
-            "incremental_seconds": incr_s,
-            "incremental_cases": incr["cases"]["rows"],
-        }
+        yield make_conninfo(**{**conninfo_to_dict(server), "dbname": name})
+    finally:
+        with psycopg.connect(server, autocommit=True) as admin:
+            admin.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
+            for (role,) in admin.execute("SELECT rolname FROM pg_roles WHERE rolname LIKE %s", (f"{tag}\\_%",)).fetchall():
+                admin.execute(sql.SQL("DROP ROLE IF EXISTS {}").format(sql.Identifier(role)))
+
+
+@contextlib.contextmanager
+def workspace(server: str, tag: str, base: str):
+    """A fresh database and data directory, and the environment `data-explorer` runs with in them."""
+    home = tempfile.mkdtemp(prefix="de-bench-")
+    try:
+        with database(server, tag) as dsn:
+            yield dsn, {**os.environ, "DATABASE_URL": dsn, "DATA_EXPLORER_HOME": home, "DATA_EXPLORER_ROLE_PREFIX": tag,
+                        "COMMCARE_BASE_URL": base, "COMMCARE_USERNAME": USER, "COMMCARE_API_KEY": KEY,
+                        "COMMCARE_CASE_PAGE_SIZE": str(CASE_PAGE), "COMMCARE_FORM_PAGE_SIZE": str(FORM_PAGE)}
+    finally:
+        shutil.rmtree(home, ignore_errors=True)
+
+
+def download(n_cases: int, n_forms: int) -> tuple[dict[str, list[bytes]], dict[str, float], dict[str, float]]:
+    """Every page's body by kind (the fetch-only client's paging), and for each kind the simulator's
+    CPU seconds and the seconds the pages took to arrive."""
+    sim, base = start_server(n_cases, n_forms)
+    try:
+        proc = psutil.Process(sim.pid)
+        bodies: dict[str, list[bytes]] = {"cases": [], "forms": []}
+        cpu = {"cases": 0.0, "forms": 0.0}
+        seconds = {"cases": 0.0, "forms": 0.0}
+
+        def sim_cpu() -> float:
+            return sum(proc.cpu_times()[:2])
+
+        with httpx.Client(headers=AUTH, timeout=120) as client:
+            cpu0, t0 = sim_cpu(), time.perf_counter()
+            for kind, _, body in pages(client, base):  # what passed since the last page was spent on this one
+                cpu1, t1 = sim_cpu(), time.perf_counter()
+                cpu[kind] += cpu1 - cpu0
+                seconds[kind] += t1 - t0
+                bodies[kind].append(body)
+                cpu0, t0 = cpu1, t1
+        return bodies, cpu, seconds
     finally:
         sim.kill()
-        with psycopg.connect(server, autocommit=True) as admin:
-            admin.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(f"de_bench_{tag}")))
-            for (role,) in admin.execute("SELECT rolname FROM pg_roles WHERE rolname LIKE %s", (f"{tag}\\_%",)).fetchall():
-                admin.execute(sql.SQL("DROP ROLE {}").format(sql.Identifier(role)))
+        sim.wait()
+
+
+def measure(size: int, forms: int, server: str) -> dict:
+    sim, base = start_server(size, forms)
+    try:
+        with workspace(server, new_tag(), base) as (dsn, env):
+            baseline = fetch_only(base)
+            full_s, rss = materialize(env)
+            phases = last_run(dsn)
+            load = phases["load"]
+            httpx.post(f"{base}/_sim/mutate", json={"domain": "bench", "update_cases": max(1, size // 100)}).raise_for_status()
+            incr_s, _ = materialize(env)
+            incr = last_run(dsn)["load"]
+            return {
+                "cases": size,
+                "forms": forms,
+                "fetch_cases_per_s": baseline["cases_per_s"],
+                "fetch_forms_per_s": baseline["forms_per_s"],
+                "load_cases_per_s": load["cases"]["rows"] / load["cases"]["seconds"],
+                "load_forms_per_s": load["forms"]["rows"] / load["forms"]["seconds"],
+                "full_seconds": full_s,
+                "transform_seconds": phases["transform"].get("seconds"),
+                "peak_rss_mb": rss,
+                "incremental_seconds": incr_s,
+                "incremental_cases": incr["cases"]["rows"],
+            }
+    finally:
+        sim.kill()
+        sim.wait()
 
 
 def main() -> None:

@@ -35,7 +35,6 @@ import hashlib
 import json
 import os
 import platform
-import secrets
 import shutil
 import subprocess
 import sys
@@ -49,10 +48,9 @@ from urllib.parse import quote
 
 import httpx
 import psycopg
-from loader import CASE_PAGE, FORM_PAGE, KEY, USER, fetch_only, last_run, materialize
+from loader import CASE_PAGE, FORM_PAGE, KEY, USER, fetch_only, last_run, materialize, new_tag, workspace
 from plain_copy import plain_copy
-from psycopg import sql
-from psycopg.conninfo import conninfo_to_dict, make_conninfo
+from psycopg.conninfo import conninfo_to_dict
 from query_path import STATEMENTS, run_direct, run_mcp, start_gateway
 from simulator_process import start_server
 
@@ -85,39 +83,6 @@ class Space:
     base: str
     env: dict[str, str]
     server: str
-
-
-def new_tag() -> str:
-    """A name for one workspace's database and role prefix (at most 7 characters)."""
-    return "b" + secrets.token_hex(3)
-
-
-@contextlib.contextmanager
-def database(server: str, tag: str):
-    """A fresh database; dropped afterwards, with the roles whose names start with ``tag``."""
-    name = f"de_bench_{tag}"
-    with psycopg.connect(server, autocommit=True) as admin:
-        admin.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
-    try:
-        yield make_conninfo(**{**conninfo_to_dict(server), "dbname": name})
-    finally:
-        with psycopg.connect(server, autocommit=True) as admin:
-            admin.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
-            for (role,) in admin.execute("SELECT rolname FROM pg_roles WHERE rolname LIKE %s", (f"{tag}\\_%",)).fetchall():
-                admin.execute(sql.SQL("DROP ROLE IF EXISTS {}").format(sql.Identifier(role)))
-
-
-@contextlib.contextmanager
-def workspace(server: str, tag: str, base: str):
-    """A fresh database and data directory, and the environment `data-explorer` runs with in them."""
-    home = tempfile.mkdtemp(prefix="de-bench-")
-    try:
-        with database(server, tag) as dsn:
-            yield dsn, {**os.environ, "DATABASE_URL": dsn, "DATA_EXPLORER_HOME": home, "DATA_EXPLORER_ROLE_PREFIX": tag,
-                        "COMMCARE_BASE_URL": base, "COMMCARE_USERNAME": USER, "COMMCARE_API_KEY": KEY,
-                        "COMMCARE_CASE_PAGE_SIZE": str(CASE_PAGE), "COMMCARE_FORM_PAGE_SIZE": str(FORM_PAGE)}
-    finally:
-        shutil.rmtree(home, ignore_errors=True)
 
 
 @contextlib.contextmanager

@@ -2,8 +2,8 @@
 
     python benchmarks/runner_cpu.py [--cases 100000] [--forms 100000]
 
-Downloads every page of a simulator space once (the fetch-only client's paging),
-stops the simulator, then replays the pages through the loader's own steps in
+Downloads every page of a simulator space once (loader.download: the fetch-only
+client's paging), stops the simulator, then replays the pages through the loader's own steps in
 one thread, as the runner does them with the cyclic collector off: parse,
 check and convert (records to rows, case blocks found), stage (repeats
 collapsed), COPY formatting (psycopg's formatter, nothing sent) and freeing
@@ -20,12 +20,10 @@ import resource
 from collections import defaultdict
 from pathlib import Path
 
-import httpx
 import psycopg
-from loader import AUTH, pages
+from loader import download
 from psycopg._copy_base import TextFormatter
 from psycopg.adapt import Transformer
-from simulator_process import start_server
 
 from data_explorer.loaders import json_codec
 from data_explorer.loaders.commcare import cases, forms
@@ -34,15 +32,6 @@ from data_explorer.warehouse.batches import stage_rows
 
 ROOT = Path(__file__).resolve().parent.parent
 PIPELINE = Registry.from_directory(ROOT / "pipelines").get("commcare_sync")
-
-
-def download(n_cases: int, n_forms: int) -> list[tuple[str, bytes]]:
-    sim, base = start_server(n_cases, n_forms)
-    try:
-        with httpx.Client(headers=AUTH, timeout=120) as client:
-            return [(kind, body) for kind, _, body in pages(client, base)]
-    finally:
-        sim.kill()
 
 
 def convert(kind: str, records: list) -> dict[str, list]:
@@ -92,7 +81,8 @@ def main() -> None:
     parser.add_argument("--server", default="host=127.0.0.1 port=5432 user=postgres dbname=postgres",
                         help="PostgreSQL whose types psycopg formats for (nothing is written)")
     args = parser.parse_args()
-    bodies = download(args.cases, args.forms)
+    by_kind, _, _ = download(args.cases, args.forms)
+    bodies = [(kind, body) for kind, kept in by_kind.items() for body in kept]  # cases, then forms
     with psycopg.connect(args.server) as conn:
         formatter = TextFormatter(Transformer(conn))
         gc.disable()

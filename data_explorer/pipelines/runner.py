@@ -95,6 +95,16 @@ def _tenant_lock(db: Database, control: str, domain: str, run_id: str) -> Iterat
         conn.close()
 
 
+def set_up_writer(conn: psycopg.Connection) -> None:
+    """The settings of a session that loads batches."""
+    conn.execute("SET TimeZone = 'UTC'")
+    # A batch's rows and its checkpoint commit together, so a batch lost in a server crash is
+    # simply loaded again by the next run: waiting for each commit to reach disk buys nothing.
+    # Publishing, on another session, still waits.
+    conn.execute("SET synchronous_commit = off")
+    conn.commit()
+
+
 class Cancellation:
     """A stop request (SIGTERM or Ctrl-C). Waits in the loaders wake on ``event``; the main
     thread gets RunCancelled at once, unless the publish transaction has begun, which is
@@ -159,12 +169,7 @@ class Runner:
     def writer_connection(self) -> psycopg.Connection:
         conn = self.db.connect()
         conn.execute(sql.SQL("SET ROLE {}").format(sql.Identifier(self.names.writer_role)))
-        conn.execute("SET TimeZone = 'UTC'")
-        # A batch's rows and its checkpoint commit together, so a batch lost in a server crash is
-        # simply loaded again by the next run: waiting for each commit to reach disk buys nothing.
-        # Publishing, on another session, still waits.
-        conn.execute("SET synchronous_commit = off")
-        conn.commit()
+        set_up_writer(conn)
         return conn
 
     # -- phases -------------------------------------------------------------
