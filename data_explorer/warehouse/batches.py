@@ -82,24 +82,30 @@ def stage_rows(table: Table, names: Sequence[str], rows: Sequence[Sequence], gen
     return StagedRows(len(rows), [(*row, generation) for row in rows], list(dict.fromkeys(leading)))
 
 
+def any_stored(conn: psycopg.Connection, raw_schema: str, table: Table, keys: list) -> bool:
+    """Whether any row of the table holds one of ``keys`` in its first key column."""
+    ident = sql.Identifier
+    return conn.execute(
+        sql.SQL("SELECT EXISTS (SELECT FROM {}.{} WHERE {} = ANY(%b))").format(
+            ident(raw_schema), ident(table.name), ident(table.primary_key[0])
+        ),
+        (keys,),
+        prepare=False,  # planned for the table as it is now: a plan kept from when it was empty would scan it all
+    ).fetchone()[0]
+
+
 def copy_rows(
     conn: psycopg.Connection, raw_schema: str, table: Table, names: Sequence[str], staged: StagedRows,
     cleared: Collection = (),
 ) -> bool:
     """COPY the rows; True when they went to the stage and ``merge_stage`` must upsert them.
 
-    When no row of the table shares even the first key column with them (a first load, or children
-    whose rows were just deleted: ``cleared`` holds those leading keys), nothing can conflict: they go
-    straight into the table, which saves PostgreSQL writing them twice.
+    When no row of the table shares even the first key column with them (a first load, or keys known
+    to be absent, held in ``cleared``: children whose rows were just deleted, parents found not stored),
+    nothing can conflict: they go straight into the table, which saves PostgreSQL writing them twice.
     """
-    ident = sql.Identifier
-    target = sql.SQL("{}.{}").format(ident(raw_schema), ident(table.name))
-    clash = not set(staged.leading_keys).issubset(cleared) and conn.execute(
-        sql.SQL("SELECT EXISTS (SELECT FROM {} WHERE {} = ANY(%b))").format(target, ident(table.primary_key[0])),
-        (staged.leading_keys,),
-        prepare=False,  # planned for the table as it is now: a plan kept from when it was empty would scan it all
-    ).fetchone()[0]
-    into = _stage(table) if clash else target
+    clash = not set(staged.leading_keys).issubset(cleared) and any_stored(conn, raw_schema, table, staged.leading_keys)
+    into = _stage(table) if clash else sql.SQL("{}.{}").format(sql.Identifier(raw_schema), sql.Identifier(table.name))
     with conn.cursor().copy(sql.SQL("COPY {} ({}, _generation) FROM STDIN").format(into, _columns(names))) as copy:
         try:
             for row in staged.rows:  # formatted by psycopg's compiled code: many times cheaper than in Python

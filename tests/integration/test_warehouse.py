@@ -12,6 +12,7 @@ import pytest
 from psycopg import sql
 
 from data_explorer.loaders.batch import Batch
+from data_explorer.loaders.commcare.forms import BLOCK_COLUMNS, FORM_COLUMNS, block_rows, form_row
 from data_explorer.loaders.commcare.users import USER_COLUMNS
 from data_explorer.loaders.errors import LoaderError
 from data_explorer.pipelines.loading import load_source
@@ -164,6 +165,45 @@ def test_with_two_sessions_a_refused_batch_keeps_exactly_the_batches_before_it(d
             load_source((one, two), tenant.raw_schema, source, VersionLoader(pages), full=False, on_batch=lambda p: None)
     assert set(_users(conn, tenant)) == {f"u{p}{i}" for p in range(3) for i in range(3)}  # nothing after it
     assert _checkpoint(conn, tenant) == {"page": 3}
+
+
+def _form(form_id, *case_ids):
+    blocks = [{"@case_id": c, "update": {"n": form_id}} for c in case_ids]
+    return {"id": form_id, "indexed_on": "2024-01-01T00:00:00Z", "metadata": {},
+            "form": {"@xmlns": "x", "@name": "f", "group": {"case": blocks}}}
+
+
+class FormLoader:
+    """Pages of forms, each page one batch, as the forms source writes them."""
+
+    produces = {"forms": FORM_COLUMNS, "form_case_blocks": BLOCK_COLUMNS}
+
+    def __init__(self, pages):
+        self.pages = pages
+
+    def batches(self, cursor):
+        for page in self.pages:
+            blocks = [row for form in page for row in block_rows(form["id"], form["form"])]
+            yield Batch({"forms": [form_row(f) for f in page], "form_case_blocks": blocks}, [f["id"] for f in page], None, len(page), None)
+
+
+def _blocks(conn, names):
+    rows = conn.execute(sql.SQL("SELECT form_id, case_id FROM {}.form_case_blocks").format(sql.Identifier(names.raw_schema)))
+    return sorted(rows.fetchall())
+
+
+@pytest.mark.parametrize("sessions", [1, 2])
+def test_a_form_sent_again_replaces_its_case_blocks_and_new_forms_keep_theirs(db, conn, tenant, sessions):
+    source = PIPELINE.source("forms")
+    first = [[_form("f1", "c1", "c2"), _form("f2", "c3")], [_form("f3", "c4")]]
+    # f1 again with one block, beside a form never seen; then f3 with none, on its own
+    second = [[_form("f4", "c5"), _form("f1", "c9")], [_form("f3")]]
+    with db.connect() as one, db.connect() as two:
+        writers = (one, two)[:sessions]
+        load_source(writers, tenant.raw_schema, source, FormLoader(first), full=True, on_batch=lambda p: None)
+        assert _blocks(conn, tenant) == [("f1", "c1"), ("f1", "c2"), ("f2", "c3"), ("f3", "c4")]
+        load_source(writers, tenant.raw_schema, source, FormLoader(second), full=False, on_batch=lambda p: None)
+    assert _blocks(conn, tenant) == [("f1", "c9"), ("f2", "c3"), ("f4", "c5")]
 
 
 def test_publish_swaps_atomically_and_grants_only_the_reader(conn, tenant):
