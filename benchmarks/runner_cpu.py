@@ -6,7 +6,8 @@ Downloads every page of a simulator space once (loader.download: the fetch-only
 client's paging), stops the simulator, then replays the pages through the loader's own steps in
 one thread, as the runner does them with the cyclic collector off: parse,
 check and convert (records to rows, case blocks found), stage (repeats
-collapsed), COPY formatting (psycopg's formatter, nothing sent) and freeing
+collapsed), COPY formatting (psycopg's binary formatter with the types copy_rows
+sets, nothing sent) and freeing
 the parsed page. Prints CPU seconds per step and kind; writes
 benchmarks/results/runner_cpu.json.
 """
@@ -22,13 +23,14 @@ from pathlib import Path
 
 import psycopg
 from loader import download
-from psycopg._copy_base import TextFormatter
+from psycopg._copy_base import BinaryFormatter
 from psycopg.adapt import Transformer
+from psycopg.pq import Format
 
 from data_explorer.loaders import json_codec
 from data_explorer.loaders.commcare import cases, forms
 from data_explorer.pipelines.registry import Registry
-from data_explorer.warehouse.batches import stage_rows
+from data_explorer.warehouse.batches import JsonText, copy_types, stage_rows
 
 ROOT = Path(__file__).resolve().parent.parent
 PIPELINE = Registry.from_directory(ROOT / "pipelines").get("commcare_sync")
@@ -46,10 +48,24 @@ def convert(kind: str, records: list) -> dict[str, list]:
     return {"forms": rows, "form_case_blocks": blocks}
 
 
-def replay(bodies: list[tuple[str, bytes]], formatter: TextFormatter) -> dict[str, dict[str, float]]:
+COLUMNS = {"cases": cases.CASE_COLUMNS, "forms": forms.FORM_COLUMNS, "form_case_blocks": forms.BLOCK_COLUMNS}
+TABLES = {t.name: t for t in PIPELINE.raw_tables}
+
+
+def formatters(conn: psycopg.Connection) -> dict[str, BinaryFormatter]:
+    """A binary COPY formatter for each raw table, set up as copy_rows sets up its COPY."""
+    conn.adapters.register_dumper(None, JsonText)
+    out = {}
+    for name, names in COLUMNS.items():
+        transformer = Transformer(conn)
+        types = [conn.adapters.types.get_oid(t) for t in copy_types(TABLES[name], names)]
+        transformer.set_dumper_types(types, Format.BINARY)
+        out[name] = BinaryFormatter(transformer)
+    return out
+
+
+def replay(bodies: list[tuple[str, bytes]], formatter: dict[str, BinaryFormatter]) -> dict[str, dict[str, float]]:
     spent: dict[str, dict[str, float]] = defaultdict(lambda: defaultdict(float))
-    columns = {"cases": cases.CASE_COLUMNS, "forms": forms.FORM_COLUMNS, "form_case_blocks": forms.BLOCK_COLUMNS}
-    tables = {t.name: t for t in PIPELINE.raw_tables}
 
     def clock() -> float:
         usage = resource.getrusage(resource.RUSAGE_SELF)
@@ -62,12 +78,12 @@ def replay(bodies: list[tuple[str, bytes]], formatter: TextFormatter) -> dict[st
         steps["parse"] += (u := clock()) - t
         rows = convert(kind, records)
         steps["check and convert"] += (t := clock()) - u
-        staged = [stage_rows(tables[name], columns[name], table_rows, 1) for name, table_rows in rows.items()]
+        staged = {name: stage_rows(TABLES[name], COLUMNS[name], table_rows, 1) for name, table_rows in rows.items()}
         steps["stage"] += (u := clock()) - t
-        for one in staged:
+        for name, one in staged.items():
             for row in one.rows:
-                formatter.write_row(row)
-            formatter.end()
+                formatter[name].write_row(row)
+            formatter[name].end()
         steps["COPY formatting"] += (t := clock()) - u
         del records, rows, staged
         steps["free the page"] += clock() - t
@@ -84,7 +100,7 @@ def main() -> None:
     by_kind, _, _ = download(args.cases, args.forms)
     bodies = [(kind, body) for kind, kept in by_kind.items() for body in kept]  # cases, then forms
     with psycopg.connect(args.server) as conn:
-        formatter = TextFormatter(Transformer(conn))
+        formatter = formatters(conn)
         gc.disable()
         spent = replay(bodies, formatter)
         gc.enable()

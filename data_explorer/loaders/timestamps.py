@@ -18,12 +18,11 @@ def parse_timestamp(value: object, field: str, record: str) -> datetime:
     return parsed if parsed.tzinfo else parsed.replace(tzinfo=timezone.utc)
 
 
-def optional_timestamp(value: object, field: str, record: str) -> str | None:
-    """The value unchanged when it is a valid timestamp (PostgreSQL parses it again), None when empty."""
+def optional_timestamp(value: object, field: str, record: str) -> datetime | None:
+    """The timestamp, as parse_timestamp gives it; None when empty."""
     if value is None or value == "":
         return None
-    parse_timestamp(value, field, record)
-    return value  # type: ignore[return-value]
+    return parse_timestamp(value, field, record)
 
 
 def format_for_filter(moment: datetime) -> str:

@@ -6,7 +6,7 @@ rows it did not write. Killed anywhere, the next run resumes after the last
 committed batch with nothing lost and nothing duplicated.
 
 The prefetch thread fetches, parses and converts the next pages while batches
-are sent (psycopg formats the rows as COPY text in its compiled code). With two
+are sent (psycopg formats the rows for binary COPY in its compiled code). With two
 writer sessions, PostgreSQL writes a batch while it still writes the one before
 (the loader's limit is PostgreSQL parsing, indexing and logging rows in one
 session); batches that share a key are written one after the other, and

@@ -24,7 +24,7 @@ def case_key(case: dict[str, Any]) -> tuple[datetime, str]:
 
 
 def case_row(case: dict[str, Any]) -> tuple:
-    _, case_id = case_key(case)
+    indexed_on, case_id = case_key(case)
     record = f"case {case_id}"
     return (
         case_id,
@@ -35,7 +35,7 @@ def case_row(case: dict[str, Any]) -> tuple:
         optional_timestamp(case.get("date_opened"), "date_opened", record),
         optional_timestamp(case.get("last_modified"), "last_modified", record),
         optional_timestamp(case.get("server_last_modified"), "server_last_modified", record),
-        case["indexed_on"],
+        indexed_on,
         boolean(case.get("closed"), "closed", record),
         optional_timestamp(case.get("date_closed"), "date_closed", record),
         json_text(case.get("properties"), "properties", record),

@@ -41,7 +41,7 @@ def form_row(form: dict[str, Any]) -> tuple:
     if not isinstance(tree, dict):
         raise MalformedResponse(f"{record}: 'form' is {type(tree).__name__}, expected the form tree object")
     meta = form.get("metadata") if isinstance(form.get("metadata"), dict) else {}
-    parse_timestamp(form.get("indexed_on"), "indexed_on", record)
+    indexed_on = parse_timestamp(form.get("indexed_on"), "indexed_on", record)
     return (
         form_id,
         text(tree.get("@xmlns"), "form.@xmlns", record),
@@ -50,7 +50,7 @@ def form_row(form: dict[str, Any]) -> tuple:
         text(form.get("build_id"), "build_id", record),
         optional_timestamp(form.get("received_on"), "received_on", record),
         optional_timestamp(form.get("server_modified_on"), "server_modified_on", record),
-        form["indexed_on"],
+        indexed_on,
         boolean(form.get("archived"), "archived", record, default=False),
         text(meta.get("userID"), "metadata.userID", record),
         text(meta.get("username"), "metadata.username", record),
