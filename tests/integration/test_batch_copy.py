@@ -16,14 +16,14 @@ TABLE = Table(
     name="things", description="d", primary_key=("id",),
     columns=(Column(name="id", type="text", description="d"), Column(name="body", type="jsonb", description="d")),
 )
-NAMES = ("id", "body")
 
 
-def _write(conn, schema, rows, generation):
+def _write(conn, schema, rows, generation, table=TABLE):
+    names = table.column_names
     with conn.transaction():
-        staged = stage_rows(TABLE, NAMES, rows, generation)
-        if copy_rows(conn, schema, TABLE, NAMES, staged):
-            merge_stage(conn, schema, TABLE, NAMES)
+        staged = stage_rows(table, names, rows, generation)
+        if copy_rows(conn, schema, table, names, staged):
+            merge_stage(conn, schema, table, names)
             return "staged"
         return "direct"
 
@@ -77,22 +77,13 @@ def test_every_column_type_arrives_as_the_loader_gave_it(conn, schema):
     _create(conn, schema, EVERY_TYPE)
     row = ("x", *(VALUES[t] for t in SQL_TYPES))
     nulls = ("y", *(None for _ in SQL_TYPES))
-    assert _copy(conn, schema, [row, nulls], generation=1) == "direct"
-    assert _copy(conn, schema, [row], generation=2) == "staged"
+    assert _write(conn, schema, [row, nulls], 1, EVERY_TYPE) == "direct"
+    assert _write(conn, schema, [row], 2, EVERY_TYPE) == "staged"
     stored = conn.execute(sql.SQL("SELECT * FROM {}.typed ORDER BY id").format(sql.Identifier(schema))).fetchall()
     expected = [*row[:-1], {"a": "\u00e9 \" \\ \n", "b": [1, 2.5, None, True], "c": {}}]
     assert [list(r[:-2]) for r in stored] == [expected, list(nulls)]
     assert [r[-2] for r in stored] == [2, 1]
 
-
-def _copy(conn, schema, rows, generation):
-    names = EVERY_TYPE.column_names
-    with conn.transaction():
-        staged = stage_rows(EVERY_TYPE, names, rows, generation)
-        if copy_rows(conn, schema, EVERY_TYPE, names, staged):
-            merge_stage(conn, schema, EVERY_TYPE, names)
-            return "staged"
-        return "direct"
 
 
 @pytest.mark.parametrize("kind, value, given", [
@@ -107,5 +98,5 @@ def test_a_value_of_another_type_than_its_column_names_the_column_and_writes_not
     bad = [*good]
     bad[0], bad[1 + SQL_TYPES.index(kind)] = "bad", value
     with pytest.raises(TypeError, match=rf"typed\.{column} is declared {kind} in the pipeline, but the loader gave {given} "):
-        _copy(conn, schema, [good, tuple(bad)], generation=1)
+        _write(conn, schema, [good, tuple(bad)], 1, EVERY_TYPE)
     assert conn.execute(sql.SQL("SELECT count(*) FROM {}.typed").format(sql.Identifier(schema))).fetchone() == (0,)
