@@ -77,6 +77,11 @@ class _Into:
     produces: dict[str, tuple[str, ...]]  # raw table -> the loader's order of its values
 
 
+def _any_rows(conn, raw_schema: str, tables: Sequence[Table]) -> bool:
+    with conn.transaction():
+        return any(any_stored(conn, raw_schema, t) for t in tables)
+
+
 def _parents_stored(conn, raw_schema: str, parent: Table, keys: list[str], cleared: dict[str, set]) -> bool:
     """Whether any of these parents may have child rows stored; when none is stored, records in ``cleared``
     that the parent table holds none of them.
@@ -237,6 +242,9 @@ def load_source(
     else:
         mode = "full" if cp.full_pending else "incremental"
     progress = SourceProgress(source.name, mode)
+    # what a full pass does not write is deleted at its end, by a scan of every table; a pass that
+    # began with the tables empty has nothing to delete (a resumed one may have met older rows)
+    stale = mode != "full" or _any_rows(conn, raw_schema, source.tables)
     generation = cp.generation  # the prefetch thread stages rows with it: fixed for the pass
     ahead = prefetch((batch, _stage_batch(batch, tables, produces, generation)) for batch in loader.batches(cp.cursor))
     in_flight: deque[_InFlight] = deque()
@@ -271,10 +279,11 @@ def load_source(
             _wait_all([f.future for f in in_flight])
     if cp.full_pending:
         with conn.transaction():
-            progress.deleted = sum(delete_stale(conn, raw_schema, t, cp.generation) for t in source.tables if t.parent is None)
-            for t in source.tables:
-                if t.parent is not None:
-                    delete_stale(conn, raw_schema, t, cp.generation)
+            if stale:
+                progress.deleted = sum(delete_stale(conn, raw_schema, t, cp.generation) for t in source.tables if t.parent is None)
+                for t in source.tables:
+                    if t.parent is not None:
+                        delete_stale(conn, raw_schema, t, cp.generation)
             write_checkpoint(conn, raw_schema, replace(cp, full_pending=False))
     progress.seconds = time.monotonic() - started
     return progress

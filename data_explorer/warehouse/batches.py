@@ -111,13 +111,15 @@ def stage_rows(table: Table, names: Sequence[str], rows: Sequence[Sequence], gen
     return StagedRows(len(rows), [(*row, generation) for row in rows], list(dict.fromkeys(leading)))
 
 
-def any_stored(conn: psycopg.Connection, raw_schema: str, table: Table, keys: list) -> bool:
-    """Whether any row of the table holds one of ``keys`` in its first key column."""
+def any_stored(conn: psycopg.Connection, raw_schema: str, table: Table, keys: list | None = None) -> bool:
+    """Whether any row of the table holds one of ``keys`` in its first key column (any row at all
+    without ``keys``)."""
     ident = sql.Identifier
+    target = sql.SQL("{}.{}").format(ident(raw_schema), ident(table.name))
+    if keys is None:
+        return conn.execute(sql.SQL("SELECT EXISTS (SELECT FROM {})").format(target)).fetchone()[0]
     return conn.execute(
-        sql.SQL("SELECT EXISTS (SELECT FROM {}.{} WHERE {} = ANY(%b))").format(
-            ident(raw_schema), ident(table.name), ident(table.primary_key[0])
-        ),
+        sql.SQL("SELECT EXISTS (SELECT FROM {} WHERE {} = ANY(%b))").format(target, ident(table.primary_key[0])),
         (keys,),
         prepare=False,  # planned for the table as it is now: a plan kept from when it was empty would scan it all
     ).fetchone()[0]

@@ -98,6 +98,17 @@ def test_a_full_pass_removes_what_the_source_no_longer_has(db, conn, tenant):
     assert set(_users(conn, tenant)) == {"a", "c"}
 
 
+def test_a_resumed_full_pass_still_removes_what_the_source_no_longer_has(db, conn, tenant):
+    source = PIPELINE.source("users")
+    with db.connect() as writer:
+        load_source((writer,), tenant.raw_schema, source, ListLoader([["a", "b"], ["c"]]), full=False, on_batch=lambda p: None)
+        with pytest.raises(RuntimeError, match="source broke"):
+            load_source((writer,), tenant.raw_schema, source, ListLoader([["a"], ["d"]], fail_after=1), full=False, on_batch=lambda p: None)
+        result = load_source((writer,), tenant.raw_schema, source, ListLoader([["a"], ["d"]]), full=False, on_batch=lambda p: None)
+    assert result.mode == "full (resumed)" and result.deleted == 2
+    assert set(_users(conn, tenant)) == {"a", "d"}
+
+
 def test_repeats_within_a_batch_keep_the_last_version(db, conn, tenant):
     class Repeating:
         produces = ListLoader.produces
