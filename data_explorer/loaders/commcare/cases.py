@@ -13,6 +13,7 @@ CASE_COLUMNS = (
     "case_id", "case_type", "case_name", "external_id", "owner_id", "date_opened", "last_modified",
     "server_last_modified", "indexed_on", "closed", "date_closed", "properties", "indices",
 )
+CASE_INDEXED_ON = CASE_COLUMNS.index("indexed_on")  # a row's place of the incremental cursor's instant, parsed
 
 
 def case_key(case: dict[str, Any]) -> tuple[datetime, str]:

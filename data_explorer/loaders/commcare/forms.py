@@ -22,6 +22,7 @@ FORM_COLUMNS = (
     "indexed_on", "archived", "user_id", "username", "time_start", "time_end", "device_id",
     "app_version", "form", "metadata",
 )
+FORM_INDEXED_ON = FORM_COLUMNS.index("indexed_on")  # a row's place of the incremental cursor's instant, parsed
 BLOCK_COLUMNS = ("form_id", "block_index", "path", "case_id", "action", "case_type", "payload")
 ACTIONS = ("create", "update", "index", "close")
 MAX_DEPTH = 64  # form trees are shallow; a deeper one is hostile
@@ -58,7 +59,7 @@ def form_row(form: dict[str, Any]) -> tuple:
         optional_timestamp(meta.get("timeEnd"), "metadata.timeEnd", record),
         text(meta.get("deviceID"), "metadata.deviceID", record),
         text(meta.get("appVersion"), "metadata.appVersion", record),
-        json_codec.dumps(tree),
+        json_codec.dumps_utf8(tree),
         json_text(form.get("metadata"), "metadata", record),
     )
 
@@ -150,5 +151,5 @@ def block_rows(form_id: str, tree: dict[str, Any]) -> list[tuple]:
         if not isinstance(case_id, str) or not case_id:
             raise MalformedResponse(f"form {form_id}: case block at {path} has @case_id {case_id!r}")
         for action, case_type, payload in block_actions(block):
-            rows.append((form_id, block_index, path, case_id, action, case_type, json_codec.dumps(payload)))
+            rows.append((form_id, block_index, path, case_id, action, case_type, json_codec.dumps_utf8(payload)))
     return rows

@@ -9,14 +9,13 @@ from typing import Any, Iterator
 
 from data_explorer.loaders.batch import Batch
 from data_explorer.loaders.commcare import cases, forms, users
-from data_explorer.loaders.commcare.cases import case_key, case_row
+from data_explorer.loaders.commcare.cases import CASE_INDEXED_ON, case_row
 from data_explorer.loaders.commcare.client import CommCareClient
-from data_explorer.loaders.commcare.forms import block_rows, form_id_of, form_row
+from data_explorer.loaders.commcare.forms import FORM_INDEXED_ON, block_rows, form_row
 from data_explorer.loaders.commcare.paging import case_pages, form_pages, offset_pages
 from data_explorer.loaders.commcare.users import user_row
 from data_explorer.loaders.cursor import IndexedOnCursor
 from data_explorer.loaders.prefetch import prefetch
-from data_explorer.loaders.timestamps import parse_timestamp
 
 
 class _Source:
@@ -30,7 +29,7 @@ class CasesSource(_Source):
     def batches(self, cursor_state: dict[str, Any] | None) -> Iterator[Batch]:
         cursor = IndexedOnCursor(cursor_state)
         for page in prefetch(case_pages(self.client, self.domain, limit=self.page_size, since=cursor.instant), depth=1):
-            rows = [case_row(case) for case in page.records if cursor.accept(*case_key(case))]
+            rows = [row for row in map(case_row, page.records) if cursor.accept(row[CASE_INDEXED_ON], row[0])]
             yield Batch({"cases": rows}, [], cursor.state(), len(page.records), page.total)
 
 
@@ -42,10 +41,11 @@ class FormsSource(_Source):
         for page in prefetch(form_pages(self.client, self.domain, limit=self.page_size, since=cursor.instant), depth=1):
             forms, blocks, ids = [], [], []
             for form in page.records:
-                form_id = form_id_of(form)
-                if not cursor.accept(parse_timestamp(form.get("indexed_on"), "indexed_on", f"form {form_id}"), form_id):
+                row = form_row(form)  # checked in full even when the cursor drops it: rare, at page boundaries
+                form_id = row[0]
+                if not cursor.accept(row[FORM_INDEXED_ON], form_id):
                     continue
-                forms.append(form_row(form))
+                forms.append(row)
                 blocks.extend(block_rows(form_id, form["form"]))
                 ids.append(form_id)
             yield Batch({"forms": forms, "form_case_blocks": blocks}, ids, cursor.state(), len(page.records), page.total)
