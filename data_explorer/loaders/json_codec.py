@@ -48,10 +48,6 @@ def loads(data: bytes | str) -> Any:
     return _stdlib_loads(data)
 
 
-def _stdlib_dumps(value: Any) -> str:
-    return json.dumps(value, ensure_ascii=False, separators=(",", ":"))
-
-
 def dumps(value: Any) -> str:
     """Compact JSON text, non-ASCII kept as is (jsonb does not keep the spacing anyway)."""
     if orjson is not None:
@@ -59,19 +55,4 @@ def dumps(value: Any) -> str:
             return orjson.dumps(value).decode()
         except TypeError:  # lone surrogates, integers beyond 64 bits
             pass
-    return _stdlib_dumps(value)
-
-
-def dumps_utf8(value: Any) -> bytes | str:
-    """Compact JSON as UTF-8, as COPY sends it (no decoding and encoding again); text only when it
-    holds a lone surrogate, which UTF-8 cannot encode (nor PostgreSQL store: the loader replaces it)."""
-    if orjson is not None:
-        try:
-            return orjson.dumps(value)
-        except TypeError:
-            pass
-    text = _stdlib_dumps(value)
-    try:
-        return text.encode()
-    except UnicodeEncodeError:
-        return text
+    return json.dumps(value, ensure_ascii=False, separators=(",", ":"))

@@ -14,7 +14,7 @@ instead of undoing COPY's text escapes, and takes timestamps the loader has
 already parsed instead of parsing them again; psycopg sends text as it is
 instead of escaping it. That is about a sixth of PostgreSQL's CPU for a load
 and a tenth of the runner's. So each value must be of its column's Python type
-(``PYTHON_TYPES``); jsonb values are JSON, as UTF-8 bytes or text.
+(``PYTHON_TYPES``); jsonb values are JSON text.
 """
 
 from __future__ import annotations
@@ -36,18 +36,18 @@ from data_explorer.pipelines.registry import Table
 # carry their time zone
 PYTHON_TYPES: dict[str, tuple[type, ...]] = {
     "text": (str,), "integer": (int,), "bigint": (int,), "boolean": (bool,), "timestamptz": (datetime,),
-    "date": (date,), "numeric": (Decimal, int), "double precision": (float, int), "jsonb": (bytes, str),
+    "date": (date,), "numeric": (Decimal, int), "double precision": (float, int), "jsonb": (str,),
 }
 
 
 class JsonText(Dumper):
-    """jsonb in binary COPY from the JSON the loader made (UTF-8, or text): the format's version byte, then the JSON."""
+    """jsonb in binary COPY from JSON text the loader made: the format's version byte, then the text."""
 
     format = Format.BINARY
     oid = psycopg.postgres.types["jsonb"].oid
 
-    def dump(self, obj: bytes | str) -> bytes:
-        return b"\x01" + (obj if obj.__class__ is bytes else obj.encode())
+    def dump(self, obj: str) -> bytes:
+        return b"\x01" + obj.encode()
 
 
 def dedupe_last(rows: Iterable[Sequence], key_positions: Sequence[int]) -> list[Sequence]:

@@ -44,18 +44,17 @@ def storable(value: Any) -> tuple[Any, int]:
 
 
 def storable_rows(rows: Sequence[Sequence], types: Sequence[str]) -> tuple[list[tuple], int]:
-    """Rows with every text and jsonb value (JSON as text or UTF-8) made storable; and how many
-    characters were replaced."""
+    """Rows with every text and jsonb value made storable; and how many characters were replaced."""
     out, total = [], 0
     for row in rows:
         fixed = []
         for value, kind in zip(row, types):
-            if kind == "jsonb" and isinstance(value, (str, bytes)):
-                parsed, n = storable(json.loads(value))
-                value = json.dumps(parsed, ensure_ascii=False)
-                total += n
-            elif isinstance(value, str):
-                value, n = storable(value)
+            if isinstance(value, str):
+                if kind == "jsonb":
+                    parsed, n = storable(json.loads(value))
+                    value = json.dumps(parsed, ensure_ascii=False)
+                else:
+                    value, n = storable(value)
                 total += n
             fixed.append(value)
         out.append(tuple(fixed))

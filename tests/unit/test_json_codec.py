@@ -15,13 +15,6 @@ def test_json_codec_takes_what_the_standard_library_takes():
     assert json_codec.dumps({"u": "ü"}) == '{"u":"ü"}'
 
 
-def test_json_for_copy_is_utf8_unless_it_holds_a_lone_surrogate():
-    value = {"u": "ü", "n": 2**70, "l": [1, None]}
-    assert json_codec.dumps_utf8(value) == json_codec.dumps(value).encode()  # beyond 64 bits: the standard library's
-    assert json_codec.dumps_utf8({"u": "ü"}) == '{"u":"ü"}'.encode()
-    assert json_codec.dumps_utf8({"s": "x\ud800"}) == '{"s":"x\ud800"}'  # text: PostgreSQL refuses it, the loader replaces it
-
-
 @pytest.mark.parametrize("text", [b'{"a": NaN}', b'{"a": 1e400}', b'{"a": ', b"<html>"])
 def test_json_codec_refuses_what_jsonb_cannot_hold(text):
     with pytest.raises(ValueError):

@@ -59,7 +59,7 @@ def form_row(form: dict[str, Any]) -> tuple:
         optional_timestamp(meta.get("timeEnd"), "metadata.timeEnd", record),
         text(meta.get("deviceID"), "metadata.deviceID", record),
         text(meta.get("appVersion"), "metadata.appVersion", record),
-        json_codec.dumps_utf8(tree),
+        json_codec.dumps(tree),
         json_text(form.get("metadata"), "metadata", record),
     )
 
@@ -151,5 +151,5 @@ def block_rows(form_id: str, tree: dict[str, Any]) -> list[tuple]:
         if not isinstance(case_id, str) or not case_id:
             raise MalformedResponse(f"form {form_id}: case block at {path} has @case_id {case_id!r}")
         for action, case_type, payload in block_actions(block):
-            rows.append((form_id, block_index, path, case_id, action, case_type, json_codec.dumps_utf8(payload)))
+            rows.append((form_id, block_index, path, case_id, action, case_type, json_codec.dumps(payload)))
     return rows

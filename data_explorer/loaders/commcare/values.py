@@ -20,13 +20,13 @@ def text(value: Any, field: str, record: str) -> str | None:
     raise MalformedResponse(f"{record}: {field} is {type(value).__name__}, expected a string")
 
 
-def json_text(value: Any, field: str, record: str, kind: type = dict) -> bytes | str:
-    """JSON for a jsonb column (``json_codec.dumps_utf8``); an absent or empty value becomes an empty object or list."""
+def json_text(value: Any, field: str, record: str, kind: type = dict) -> str:
+    """JSON for a jsonb column; an absent or empty value becomes an empty object or list."""
     if value is None or value == "":
         value = kind()
     if not isinstance(value, kind):
         raise MalformedResponse(f"{record}: {field} is {type(value).__name__}, expected {'an object' if kind is dict else 'a list'}")
-    return json_codec.dumps_utf8(value)
+    return json_codec.dumps(value)
 
 
 def boolean(value: Any, field: str, record: str, default: bool | None = None) -> bool:
