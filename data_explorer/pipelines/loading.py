@@ -75,6 +75,13 @@ class _Into:
     source: Source
     tables: dict[str, Table]
     produces: dict[str, tuple[str, ...]]  # raw table -> the loader's order of its values
+    # the pass began with its tables empty: a key is stored only if this pass wrote it before (a record
+    # sent again), so batches are first written as new, unchecked; the primary keys catch a repeat
+    fresh: bool = False
+
+
+class _KeyStored(Exception):
+    """A batch written as new met a key already stored: it is written again, checked."""
 
 
 def _any_rows(conn, raw_schema: str, tables: Sequence[Table]) -> bool:
@@ -100,9 +107,11 @@ def _parents_stored(conn, raw_schema: str, parent: Table, keys: list[str], clear
     return False
 
 
-def _write_batch(conn, into: _Into, batch: Batch, staged: dict[str, StagedRows], cp, before: Future | None) -> None:
+def _write_batch(conn, into: _Into, batch: Batch, staged: dict[str, StagedRows], cp, before: Future | None,
+                 *, as_new: bool = False) -> None:
     """One transaction: children of re-sent parents deleted, rows copied and upserted; then, once the
-    batch ``before`` it has committed, the checkpoint advanced and committed.
+    batch ``before`` it has committed, the checkpoint advanced and committed. ``as_new``: no key is
+    looked up, every row is copied straight in, and a key already stored raises _KeyStored.
 
     The upserts go in one pipeline: one round trip instead of one each. The checkpoint is written
     only after the batch before has committed, so neither session ever waits for the other's lock,
@@ -112,8 +121,10 @@ def _write_batch(conn, into: _Into, batch: Batch, staged: dict[str, StagedRows],
     try:
         with conn.transaction():
             cleared: dict[str, set] = {}  # table -> leading keys no row of it holds now
+            if as_new:
+                cleared = {name: set(rows.leading_keys) for name, rows in staged.items()}
             for table in source.tables:
-                if table.parent is not None:
+                if table.parent is not None and not as_new:
                     if _parents_stored(conn, raw_schema, tables[table.parent.table], batch.parents, cleared):
                         delete_children(conn, raw_schema, table, batch.parents)
                     if table.primary_key[0] == table.parent.key:
@@ -130,6 +141,8 @@ def _write_batch(conn, into: _Into, batch: Batch, staged: dict[str, StagedRows],
     except UNSTORABLE:
         raise
     except (psycopg.DataError, psycopg.IntegrityError) as exc:
+        if as_new and isinstance(exc, psycopg.errors.UniqueViolation):
+            raise _KeyStored() from None
         raise LoaderError(
             f"{source.name}: PostgreSQL refused a value from the API ({str(exc).splitlines()[0]}); "
             "nothing of this batch was kept"
@@ -140,7 +153,10 @@ def _write(conn, into: _Into, batch: Batch, staged: dict[str, StagedRows], cp, b
     """Write a batch; when PostgreSQL refuses a character in it, write it again with those replaced.
     Returns how many characters were replaced."""
     try:
-        _write_batch(conn, into, batch, staged, cp, before)
+        try:
+            _write_batch(conn, into, batch, staged, cp, before, as_new=into.fresh)
+        except _KeyStored:
+            _write_batch(conn, into, batch, staged, cp, before)
         return 0
     except UNSTORABLE:
         pass
@@ -227,7 +243,6 @@ def load_source(
     it is still being written (PostgreSQL parsing, indexing and logging it), unless they share a key."""
     started = time.monotonic()
     tables, produces = {t.name: t for t in source.tables}, loader.produces
-    into = _Into(raw_schema, source, tables, produces)
     conn = sessions[0]
     for session in sessions:
         with session.transaction():
@@ -245,6 +260,7 @@ def load_source(
     # what a full pass does not write is deleted at its end, by a scan of every table; a pass that
     # began with the tables empty has nothing to delete (a resumed one may have met older rows)
     stale = mode != "full" or _any_rows(conn, raw_schema, source.tables)
+    into = _Into(raw_schema, source, tables, produces, fresh=not stale)
     generation = cp.generation  # the prefetch thread stages rows with it: fixed for the pass
     ahead = prefetch((batch, _stage_batch(batch, tables, produces, generation)) for batch in loader.batches(cp.cursor))
     in_flight: deque[_InFlight] = deque()

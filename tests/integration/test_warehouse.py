@@ -217,6 +217,19 @@ def test_a_form_sent_again_replaces_its_case_blocks_and_new_forms_keep_theirs(db
     assert _blocks(conn, tenant) == [("f1", "c9"), ("f2", "c3"), ("f4", "c5")]
 
 
+@pytest.mark.parametrize("sessions", [1, 2])
+def test_a_form_sent_again_within_a_first_pass_keeps_only_its_last_case_blocks(db, conn, tenant, sessions):
+    # a first pass writes its batches unchecked; the repeat of f1 is caught by the keys and written again, checked
+    pages = [[_form("f1", "c1", "c2"), _form("f2", "c3")], [_form("f4", "c5")], [_form("f1", "c9")]]
+    with db.connect() as one, db.connect() as two:
+        result = load_source((one, two)[:sessions], tenant.raw_schema, PIPELINE.source("forms"), FormLoader(pages), full=True,
+                             on_batch=lambda p: None)
+    assert _blocks(conn, tenant) == [("f1", "c9"), ("f2", "c3"), ("f4", "c5")]
+    assert result.rows == 4
+    forms = conn.execute(sql.SQL("SELECT count(*) FROM {}.forms").format(sql.Identifier(tenant.raw_schema))).fetchone()
+    assert forms == (3,)
+
+
 def test_publish_swaps_atomically_and_grants_only_the_reader(conn, tenant):
     def build(value):
         reset_build_schema(conn, tenant)
