@@ -6,16 +6,16 @@ from datetime import datetime, timezone
 
 from data_explorer.loaders.errors import MalformedResponse
 
+_fromisoformat = datetime.fromisoformat
+
 
 def parse_timestamp(value: object, field: str, record: str) -> datetime:
     """A timezone-aware datetime, or MalformedResponse naming the field and record."""
-    if not isinstance(value, str) or not value:
-        raise MalformedResponse(f"{record}: {field} is {value!r}, expected a timestamp")
-    try:
-        parsed = datetime.fromisoformat(value)
-    except ValueError:
-        raise MalformedResponse(f"{record}: {field} is {value!r}, not a timestamp") from None
-    return parsed if parsed.tzinfo else parsed.replace(tzinfo=timezone.utc)
+    try:  # a few of these for every record: the checks are left to fromisoformat, which makes them anyway
+        parsed = _fromisoformat(value)  # type: ignore[arg-type]
+    except (TypeError, ValueError):
+        raise _malformed(value, field, record) from None
+    return parsed if parsed.tzinfo is not None else parsed.replace(tzinfo=timezone.utc)
 
 
 def optional_timestamp(value: object, field: str, record: str) -> datetime | None:
@@ -23,6 +23,12 @@ def optional_timestamp(value: object, field: str, record: str) -> datetime | Non
     if value is None or value == "":
         return None
     return parse_timestamp(value, field, record)
+
+
+def _malformed(value: object, field: str, record: str) -> MalformedResponse:
+    if not isinstance(value, str) or not value:
+        return MalformedResponse(f"{record}: {field} is {value!r}, expected a timestamp")
+    return MalformedResponse(f"{record}: {field} is {value!r}, not a timestamp")
 
 
 def format_for_filter(moment: datetime) -> str:
