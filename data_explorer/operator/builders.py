@@ -105,6 +105,12 @@ def job_name(run_name: str) -> str:
     return child_name(run_name, "-runner")
 
 
+def run_in_progress(run_name: str | None) -> str:
+    """The TenantSchema's message while a run is under way; the run's reconcile and the tenant's write
+    the same one, so neither overwrites the other's."""
+    return f"run {run_name} in progress" if run_name else "a materialization is in progress"
+
+
 def credentials_secret_name(run_name: str) -> str:
     return child_name(run_name, "-credentials")
 

@@ -29,6 +29,7 @@ from data_explorer.operator.builders import (
     network_policy_name,
     plan_run,
     run_id_for,
+    run_in_progress,
 )
 from data_explorer.kube.run_status import now_api_time, resource_status
 from data_explorer.operator.context import OperatorContext
@@ -175,7 +176,7 @@ def start_run(ctx: OperatorContext, body: dict[str, Any], plan: RunPlan, tenant:
         "progress": {"current": 0, "total": 100, "message": f"Job {job_name(plan.name)} created; waiting for the runner to start"},
     })
     ctx.kube.patch(TENANT_SCHEMAS, plan.namespace, plan.tenant_schema,
-                   {"status": {"phase": "Materializing", "message": f"run {plan.name} in progress"}}, status=True)
+                   {"status": {"phase": "Materializing", "message": run_in_progress(plan.name)}}, status=True)
 
 
 def cancel_run(ctx: OperatorContext, body: dict[str, Any], plan: RunPlan, job: dict[str, Any] | None) -> None:

@@ -12,8 +12,8 @@ from typing import Any
 
 from data_explorer.control.base import Conflict
 from data_explorer.control.lifecycle import teardown
-from data_explorer.kube.resources import TENANT_SCHEMAS
-from data_explorer.operator.builders import SpecError, parse_ttl, tenant_domain
+from data_explorer.kube.resources import MATERIALIZATION_RUNS, TENANT_SCHEMAS
+from data_explorer.operator.builders import SpecError, parse_ttl, run_in_progress, tenant_domain
 from data_explorer.kube.run_status import api_time
 from data_explorer.operator.context import OperatorContext, condition
 from data_explorer.warehouse.control_tables import ensure_control_tables
@@ -64,6 +64,16 @@ def _claimed_elsewhere(ctx: OperatorContext, body: dict[str, Any], domain: str) 
     return None
 
 
+def _run_name(ctx: OperatorContext, namespace: str | None, run_id: str | None) -> str | None:
+    """The MaterializationRun of this run id, as start_run names it in the tenant's message."""
+    if run_id is None or namespace is None:
+        return None
+    for run in ctx.kube.list(MATERIALIZATION_RUNS, namespace):
+        if (run.get("status") or {}).get("runId") == run_id:
+            return (run.get("metadata") or {}).get("name")
+    return None
+
+
 def reconcile_tenant(ctx: OperatorContext, body: dict[str, Any]) -> dict[str, Any]:
     """Converge one TenantSchema: provisioned unless Expired; status from the control tables."""
     old_phase = (body.get("status") or {}).get("phase")
@@ -93,14 +103,13 @@ def reconcile_tenant(ctx: OperatorContext, body: dict[str, Any]) -> dict[str, An
                 _write(ctx, body, _status(body, "Failed", False, "ProvisioningFailed", f"{type(exc).__name__}: {exc}", names))
                 raise Retry(f"provisioning {domain!r} failed: {exc}", delay=30) from exc
             row = tenant_row(conn, ctx.control, domain)
-        # a run recorded whose runner has not yet marked the tenant is already under way: the
-        # status start_run gave the tenant stays until that run ends
-        running = row is not None and row["phase"] == "Active" and active_run(conn, ctx.control, domain) is not None
+        run_id = active_run(conn, ctx.control, domain) if row is not None else None
     phase = row["phase"] if row and row["phase"] in ("Active", "Materializing", "Expired", "TearingDown") else "Active"
-    message = {"Materializing": "a materialization is in progress", "Expired": "idle past its TTL"}.get(phase, "schema and roles are ready")
-    if running:
-        phase = "Materializing"
-        message = (body.get("status") or {}).get("message") if old_phase == "Materializing" else "a materialization is in progress"
+    if run_id is not None and phase == "Active":
+        phase = "Materializing"  # a run recorded whose runner has not yet marked the tenant is already under way
+    message = {"Expired": "idle past its TTL"}.get(phase, "schema and roles are ready")
+    if phase == "Materializing":
+        message = run_in_progress(_run_name(ctx, (body.get("metadata") or {}).get("namespace"), run_id))
     return _write(ctx, body, _status(body, phase, phase in ("Active", "Materializing"), phase, message, names, row))
 
 
