@@ -107,6 +107,19 @@ def _parents_stored(conn, raw_schema: str, parent: Table, keys: list[str], clear
     return False
 
 
+def _clear_children(conn, into: _Into, parents: list[str]) -> dict[str, set]:
+    """Delete the stored children of these parents; return, by table, the leading keys no row holds now."""
+    cleared: dict[str, set] = {}
+    for table in into.source.tables:
+        if table.parent is None:
+            continue
+        if _parents_stored(conn, into.raw_schema, into.tables[table.parent.table], parents, cleared):
+            delete_children(conn, into.raw_schema, table, parents)
+        if table.primary_key[0] == table.parent.key:
+            cleared[table.name] = set(parents)
+    return cleared
+
+
 def _write_batch(conn, into: _Into, batch: Batch, staged: dict[str, StagedRows], cp, before: Future | None,
                  *, as_new: bool = False) -> None:
     """One transaction: children of re-sent parents deleted, rows copied and upserted; then, once the
@@ -120,15 +133,9 @@ def _write_batch(conn, into: _Into, batch: Batch, staged: dict[str, StagedRows],
     raw_schema, source, tables, produces = into.raw_schema, into.source, into.tables, into.produces
     try:
         with conn.transaction():
-            cleared: dict[str, set] = {}  # table -> leading keys no row of it holds now
-            if as_new:
-                cleared = {name: set(rows.leading_keys) for name, rows in staged.items()}
-            for table in source.tables:
-                if table.parent is not None and not as_new:
-                    if _parents_stored(conn, raw_schema, tables[table.parent.table], batch.parents, cleared):
-                        delete_children(conn, raw_schema, table, batch.parents)
-                    if table.primary_key[0] == table.parent.key:
-                        cleared[table.name] = set(batch.parents)
+            # table -> leading keys no row of it holds now
+            cleared = ({name: set(rows.leading_keys) for name, rows in staged.items()} if as_new
+                       else _clear_children(conn, into, batch.parents))
             merges = [name for name, rows in staged.items()
                       if copy_rows(conn, raw_schema, tables[name], produces[name], rows, cleared.get(name, ()))]
             if merges:
