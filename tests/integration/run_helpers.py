@@ -50,12 +50,14 @@ def lock_table(db, schema: str, table: str):
     return locker
 
 
-def waiting_on_a_lock(conn, proc, timeout=60.0) -> None:
-    """Until a session of this database waits for a lock (the runner, stopped mid-transaction)."""
+def waiting_on_a_lock(conn, proc, locker, timeout=60.0) -> None:
+    """Until a session waits for the lock ``locker`` holds (the runner, stopped mid-transaction). Only a
+    wait on that lock counts: a wait of another kind (the runner's sessions on each other, for moments)
+    would let a test act before the runner has reached the lock."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if conn.execute(
-            "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() AND wait_event_type = 'Lock'"
+            "SELECT count(*) FROM pg_stat_activity WHERE %s = ANY(pg_blocking_pids(pid))", (locker.info.backend_pid,)
         ).fetchone()[0]:
             return
         if proc.poll() is not None:

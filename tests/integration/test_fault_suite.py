@@ -141,13 +141,13 @@ def test_postgres_connections_terminated_mid_run_publish_nothing_partial(space_f
         locker = lock_table(db, space.names.schema, "form_submissions") if point in (_publishing, _applying) else None
         proc = spawn(space, full=point in (_transforming, _publishing), COMMCARE_CASE_PAGE_SIZE=10)
         if locker:
-            waiting_on_a_lock(watcher, proc)
+            waiting_on_a_lock(watcher, proc, locker)
         wait_for(watcher, space.domain, point, proc, after=previous)
         if point is _transforming:
             # dbt builds every table in a full run: a raw table it reads, locked as dbt starts (it takes a
             # second to load), holds dbt in the middle of its models, before anything can be published
             locker = lock_table(db, space.names.raw_schema, "users")
-            waiting_on_a_lock(watcher, proc)
+            waiting_on_a_lock(watcher, proc, locker)
         assert _terminate_others(watcher) >= 1
         output, _ = proc.communicate(timeout=120)
         if locker:

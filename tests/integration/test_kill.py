@@ -46,7 +46,7 @@ def test_kill_while_applying_changes_leaves_the_published_run(space_factory, con
     space.sim.mutate(space.domain, update_cases=50, new_cases=20, new_forms=20)
     locker = _lock(db, space.names.schema, "form_submissions")  # the last table the changes reach
     proc = _spawn(space)
-    _waiting_on_a_lock(conn, proc)  # the other tables' changes are made, not committed
+    _waiting_on_a_lock(conn, proc, locker)  # the other tables' changes are made, not committed
     killed_run = _wait_for(conn, space.domain, lambda phase, phases: phase == "Transforming", proc)
     _kill(proc)
     locker.rollback()
@@ -62,7 +62,7 @@ def test_sigterm_while_applying_changes_rolls_them_back(space_factory, conn, db)
     space.sim.mutate(space.domain, update_cases=20, new_forms=5)
     locker = _lock(db, space.names.schema, "form_submissions")
     proc = _spawn(space)
-    _waiting_on_a_lock(conn, proc)  # in the middle of the transaction that applies the changes
+    _waiting_on_a_lock(conn, proc, locker)  # in the middle of the transaction that applies the changes
     run_id = _wait_for(conn, space.domain, lambda phase, phases: phase == "Transforming", proc)
     signalled = time.monotonic()
     proc.send_signal(signal.SIGTERM)
@@ -118,7 +118,7 @@ def test_sigterm_cancels_promptly_and_keeps_the_published_run(space_factory, con
     if point is _transforming:  # dbt held on a raw table it reads (loading does not write it), so the signal lands mid-build
         _wait_for(conn, space.domain, lambda phase, phases: phase == "Loading", proc)
         locker = _lock(db, space.names.raw_schema, "form_definitions")
-        _waiting_on_a_lock(conn, proc)
+        _waiting_on_a_lock(conn, proc, locker)
         point = lambda phase, phases: phase == "Transforming"  # noqa: E731 (models done so far may not be reported yet)
     run_id = _wait_for(conn, space.domain, point, proc)
     if point is _retrying_forms:
