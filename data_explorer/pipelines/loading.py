@@ -133,11 +133,9 @@ def _write_batch(conn, into: _Into, batch: Batch, staged: dict[str, StagedRows],
     raw_schema, source, tables, produces = into.raw_schema, into.source, into.tables, into.produces
     try:
         with conn.transaction():
-            # table -> leading keys no row of it holds now
-            cleared = ({name: set(rows.leading_keys) for name, rows in staged.items()} if as_new
-                       else _clear_children(conn, into, batch.parents))
+            cleared = {} if as_new else _clear_children(conn, into, batch.parents)  # table -> keys no row holds now
             merges = [name for name, rows in staged.items()
-                      if copy_rows(conn, raw_schema, tables[name], produces[name], rows, cleared.get(name, ()))]
+                      if copy_rows(conn, raw_schema, tables[name], produces[name], rows, cleared.get(name, ()), as_new=as_new)]
             if merges:
                 with conn.pipeline():
                     for name in merges:

@@ -132,15 +132,17 @@ def copy_types(table: Table, names: Sequence[str]) -> list[str]:
 
 def copy_rows(
     conn: psycopg.Connection, raw_schema: str, table: Table, names: Sequence[str], staged: StagedRows,
-    cleared: Collection = (),
+    cleared: Collection = (), *, as_new: bool = False,
 ) -> bool:
     """COPY the rows; True when they went to the stage and ``merge_stage`` must upsert them.
 
     When no row of the table shares even the first key column with them (a first load, or keys known
     to be absent, held in ``cleared``: children whose rows were just deleted, parents found not stored),
     nothing can conflict: they go straight into the table, which saves PostgreSQL writing them twice.
+    ``as_new``: straight in without looking anything up; a key already stored then violates the primary key.
     """
-    clash = not set(staged.leading_keys).issubset(cleared) and any_stored(conn, raw_schema, table, staged.leading_keys)
+    clash = (not as_new and not set(staged.leading_keys).issubset(cleared)
+             and any_stored(conn, raw_schema, table, staged.leading_keys))
     into = _stage(table) if clash else sql.SQL("{}.{}").format(sql.Identifier(raw_schema), sql.Identifier(table.name))
     types = copy_types(table, names)
     cursor = conn.cursor()
