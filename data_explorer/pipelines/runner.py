@@ -51,6 +51,7 @@ from data_explorer.warehouse.catalog import relation_counts
 from data_explorer.warehouse.publish import LOCK_TIMEOUT, drop_build_schema, publish, reset_build_schema
 from data_explorer.warehouse.raw_tables import ensure_raw_tables
 from data_explorer.warehouse.secrets import SecretBox
+from data_explorer.warehouse.statistics import analyze_columns, analyze_raw
 from data_explorer.warehouse.runs import ActiveRunExists, RunAlreadyEnded, active_run, lock_unfinished_run, claim_run, fail_abandoned_runs, get_run, insert_run, save_run
 from data_explorer.warehouse.storable import storable
 
@@ -229,6 +230,8 @@ class Runner:
                 self.report()
 
             result = load_source(sessions, self.names.raw_schema, source, loader, full=full, on_batch=on_batch)
+            if result.mode.startswith("full") and result.rows:  # the tables may be new or changed throughout
+                analyze_raw(sessions[0], self.names.raw_schema, source.tables)
             entry.update(state="done", rows=result.rows, fetched=result.fetched, total=result.total, mode=result.mode,
                          deleted=result.deleted, replaced=result.replaced, seconds=round(result.seconds, 3), rate=None)
             self.status.within("Loading", (index + 1) / len(sources), f"loaded {source.name}: {result.rows:,} rows")
@@ -375,6 +378,11 @@ class Runner:
             self.increments = (watermark, plan, None)
         except (OSError, ValueError) as exc:  # PlanUnavailable is a ValueError; the next run builds in full
             self.increments = (watermark, None, str(exc))
+        else:
+            with self.db.connect(autocommit=True) as admin:  # the columns the next run's plan looks rows up by
+                for step in plan.steps:
+                    analyze_columns(admin, self.names.build_schema, step.name, [column for column, _ in step.keys],
+                                    role=self.names.writer_role)
         self.status.within("Transforming", 1.0, "publishing")
         self.report(important=True)
 

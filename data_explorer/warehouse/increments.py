@@ -29,6 +29,12 @@ from data_explorer.warehouse.naming import TenantNames
 # deleting and inserting them again, and leaves no dead rows behind.
 MAX_CHANGED_SHARE = 0.2
 
+# A keyed step reads and writes the rows of a few keys, at most that share: looked up by index, pages
+# mostly cached. PostgreSQL's default cost of a random page read (4, for spinning disks) makes it
+# scan whole tables instead; and compiling a statement's expressions (JIT) costs more than running it.
+# A rebuilt step reads whole tables, which the defaults suit.
+KEYED_PLANNER_SETTINGS = {"random_page_cost": "1.1", "jit": "off"}
+
 
 @dataclass(frozen=True)
 class Published:
@@ -122,19 +128,27 @@ def _matches(column: str, sets: tuple[KeySet, ...], temps: dict[KeySet, sql.Iden
     return sql.SQL("m.{} IN ({})").format(sql.Identifier(column), keys)  # a (hashed) semi-join, never a scan of a list
 
 
+def _plan_lookups(conn: psycopg.Connection, lookups: bool) -> None:
+    """The planner settings of a keyed step when ``lookups``, else the defaults; for the transaction."""
+    for setting, value in KEYED_PLANNER_SETTINGS.items():
+        conn.execute(sql.SQL("SET LOCAL {} TO {}").format(sql.Identifier(setting), sql.Literal(value) if lookups else sql.SQL("DEFAULT")))
+
+
 def _apply_step(conn: psycopg.Connection, schema: str, step: Step, temps: dict[KeySet, sql.Identifier]) -> int:
     """Replace the step's rows: those of the changed keys, or all of them. Returns rows written."""
     target = sql.SQL("{}.{}").format(sql.Identifier(schema), sql.Identifier(step.name))
     columns = sql.SQL(", ").join(map(sql.Identifier, _table_columns(conn, schema, step.name)))
     matches = [_matches(column, sets, temps) for column, sets in step.keys]
+    _plan_lookups(conn, step.keyed)
     if not step.keyed:
         conn.execute(sql.SQL("DELETE FROM {}").format(target))
         selections = [sql.SQL("")]
     else:
-        conn.execute(sql.SQL("DELETE FROM {} AS m WHERE ").format(target) + sql.SQL(" OR ").join(matches))
-        # One insert per key column, each skipping the rows of the ones before: a single condition
-        # per statement lets PostgreSQL look the keys up in the raw tables' indexes, where an OR
-        # across columns would make it build the whole model first.
+        # One statement per key column (inserts skipping the rows of the ones before): a single
+        # condition lets PostgreSQL look the keys up by index, where an OR across columns makes it
+        # test every row of the table, or build the whole model first.
+        for match in matches:
+            conn.execute(sql.SQL("DELETE FROM {} AS m WHERE ").format(target) + match)
         selections = [
             sql.SQL(" WHERE ") + sql.SQL(" AND ").join([match] + [sql.SQL("NOT coalesce({}, false)").format(m) for m in matches[:i]])
             for i, match in enumerate(matches)
@@ -161,5 +175,6 @@ def apply_plan(conn: psycopg.Connection, names: TenantNames, plan: Plan, waterma
         started = time.monotonic()
         rows = _apply_step(conn, names.schema, step, temps)
         results.append(ModelResult(step.name, "success", round(time.monotonic() - started, 3), rows))
+    _plan_lookups(conn, False)
     conn.execute("RESET ROLE")
     return results
