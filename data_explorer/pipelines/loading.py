@@ -48,6 +48,10 @@ class SourceProgress:
     replaced: int = 0  # characters PostgreSQL cannot store, replaced with U+FFFD
     seconds: float = 0.0
 
+    @property
+    def full_pass(self) -> bool:
+        return self.mode != "incremental"
+
 
 # PostgreSQL refuses NUL and lone surrogates in text and jsonb; psycopg refuses some before sending
 # (a lone surrogate in a key cannot even be encoded for the query that looks the key up)

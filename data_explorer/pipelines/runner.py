@@ -230,7 +230,7 @@ class Runner:
                 self.report()
 
             result = load_source(sessions, self.names.raw_schema, source, loader, full=full, on_batch=on_batch)
-            if result.mode.startswith("full") and result.rows:  # the tables may be new or changed throughout
+            if result.full_pass and result.rows:  # the tables may be new or changed throughout
                 analyze_raw(sessions[0], self.names.raw_schema, source.tables)
             entry.update(state="done", rows=result.rows, fetched=result.fetched, total=result.total, mode=result.mode,
                          deleted=result.deleted, replaced=result.replaced, seconds=round(result.seconds, 3), rate=None)
@@ -379,10 +379,10 @@ class Runner:
         except (OSError, ValueError) as exc:  # PlanUnavailable is a ValueError; the next run builds in full
             self.increments = (watermark, None, str(exc))
         else:
-            with self.db.connect(autocommit=True) as admin:  # the columns the next run's plan looks rows up by
+            with self.writer_connection() as writer:  # the columns the next run's plan looks rows up by
                 for step in plan.steps:
-                    analyze_columns(admin, self.names.build_schema, step.name, [column for column, _ in step.keys],
-                                    role=self.names.writer_role)
+                    if step.keyed:
+                        analyze_columns(writer, self.names.build_schema, step.name, [column for column, _ in step.keys])
         self.status.within("Transforming", 1.0, "publishing")
         self.report(important=True)
 

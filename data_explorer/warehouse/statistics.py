@@ -21,17 +21,12 @@ SAMPLE_TARGET = 10  # statistics target for these: 3,000 sampled rows, enough to
 UNSAMPLED_TYPES = frozenset({"jsonb"})  # documents: large to read, and nothing looks rows up by them
 
 
-def analyze_columns(conn: psycopg.Connection, schema: str, table: str, columns: Iterable[str], *, role: str | None = None) -> None:
-    """ANALYZE these columns of a table on a small sample, as ``role`` (its owner) when given."""
-    names = list(dict.fromkeys(columns))
-    if not names:
-        return
+def analyze_columns(conn: psycopg.Connection, schema: str, table: str, columns: Iterable[str]) -> None:
+    """ANALYZE these columns (at least one) of a table on a small sample; ``conn`` acts as its owner."""
     with conn.transaction():
-        if role is not None:
-            conn.execute(sql.SQL("SET LOCAL ROLE {}").format(sql.Identifier(role)))
         conn.execute(sql.SQL("SET LOCAL default_statistics_target = {}").format(sql.Literal(SAMPLE_TARGET)))
         conn.execute(sql.SQL("ANALYZE {}.{} ({})").format(
-            sql.Identifier(schema), sql.Identifier(table), sql.SQL(", ").join(map(sql.Identifier, names))
+            sql.Identifier(schema), sql.Identifier(table), sql.SQL(", ").join(map(sql.Identifier, columns))
         ))
 
 
