@@ -76,6 +76,13 @@ def _positive_float(value: str) -> float:
     return number
 
 
+def _boolean(value: str) -> bool:
+    lowered = value.strip().lower()
+    if lowered not in ("true", "false", "1", "0", "yes", "no"):
+        raise ValueError("must be true or false")
+    return lowered in ("true", "1", "yes")
+
+
 def _bounded(low: int, high: int):
     def parse(value: str) -> int:
         number = int(value)
@@ -183,6 +190,8 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("COMMCARE_HTTP_TIMEOUT", _positive_float, "Seconds before an API request times out.", 60.0),
     Setting("COMMCARE_MAX_RETRIES", _bounded(0, 50), "Retries of one request on 429, 5xx and connection errors.", 8),
     Setting("COMMCARE_MAX_BACKOFF", _positive_float, "Longest wait between retries, in seconds.", 300.0),
+    Setting("COMMCARE_LOOKBACK_SECONDS", _non_negative_float, "Seconds behind the incremental cursor that each incremental run reads again: CommCare can index a record late, under a stamp earlier than records already read.", 3600.0),
+    Setting("DATA_EXPLORER_STRICT_COUNTS", _boolean, "Fail a run whose full pass stored fewer records of a source than CommCare reported (otherwise the shortfall is flagged as incomplete).", False),
     Setting("DATA_EXPLORER_QUERY_MAX_ROWS", _bounded(1, 10_000), "Rows the query tool returns at most, unless a call asks for fewer or more (up to 10,000).", 500),
     Setting("DATA_EXPLORER_QUERY_MAX_BYTES", _bounded(1024, 64 * 1024 * 1024), "Bytes of result text the query tool returns at most.", 1024 * 1024),
     Setting("DATA_EXPLORER_QUERY_TIMEOUT", _positive_float, "Seconds a query may run before PostgreSQL stops it.", 30.0),
@@ -222,6 +231,7 @@ class CommCareSettings:
     oauth_refresh_token: str | None = field(default=None, repr=False)
     oauth_client_id: str | None = None
     oauth_client_secret: str | None = field(default=None, repr=False)
+    lookback: float = 3600.0  # seconds an incremental pass reads again behind its cursor
 
 
 @dataclass(frozen=True)
@@ -306,6 +316,7 @@ class Settings:
             oauth_refresh_token=v.get("COMMCARE_OAUTH_REFRESH_TOKEN"),
             oauth_client_id=v.get("COMMCARE_OAUTH_CLIENT_ID"),
             oauth_client_secret=v.get("COMMCARE_OAUTH_CLIENT_SECRET"),
+            lookback=v["COMMCARE_LOOKBACK_SECONDS"],
         )
 
 

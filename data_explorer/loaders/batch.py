@@ -12,7 +12,12 @@ class Batch:
     parents: list[str]  # keys whose child rows this batch replaces
     cursor: dict[str, Any] | None  # incremental cursor after this batch
     fetched: int  # records received, including repeats that were skipped
-    total: int | None  # what the source says it holds, when it says
+    # what the server said it holds for this pass (at its first page; a source reading several lists
+    # gives the sum of those it has begun), when it says: set beside what a full pass stored
+    total: int | None
+    # records re-read by the look-back window behind the cursor; a batch of such records holds only them,
+    # so that the rows it writes are the ones the window found new
+    reread: int = 0
 
 
 class SourceLoader(Protocol):

@@ -36,6 +36,12 @@ class RetriesExhausted(LoaderError):
     code = "RETRIES_EXHAUSTED"
 
 
+class IncompleteLoad(LoaderError):
+    """A full pass stored fewer records than the server reported, and the settings say to fail then."""
+
+    code = "INCOMPLETE_LOAD"
+
+
 class Cancelled(LoaderError):
     """The run was asked to stop while a request waited or was about to start."""
 

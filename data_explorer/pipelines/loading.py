@@ -31,7 +31,8 @@ from data_explorer.loaders.errors import LoaderError
 from data_explorer.loaders.prefetch import prefetch
 from data_explorer.pipelines.registry import Source, Table
 from data_explorer.warehouse.batches import (
-    StagedRows, Unencodable, any_stored, copy_rows, create_stage, delete_children, delete_stale, merge_stage, prefer_lz4, stage_rows,
+    StagedRows, Unencodable, any_stored, copy_rows, count_rows, create_stage, delete_children, delete_stale, merge_stage, prefer_lz4,
+    stage_rows,
 )
 from data_explorer.warehouse.checkpoints import read_checkpoint, start_pass, write_checkpoint
 from data_explorer.warehouse.storable import any_unstorable, storable, storable_rows
@@ -47,10 +48,37 @@ class SourceProgress:
     deleted: int = 0
     replaced: int = 0  # characters PostgreSQL cannot store, replaced with U+FFFD
     seconds: float = 0.0
+    reread: int = 0  # records the look-back window behind the cursor read again
+    reread_new: int = 0  # of those, the ones not already stored as they are (indexed late, or changed)
+    counts: "Counts | None" = None  # the last full pass's records set beside what the server reported
 
     @property
     def full_pass(self) -> bool:
         return self.mode != "incremental"
+
+
+@dataclass(frozen=True)
+class Counts:
+    """After a full pass: what the server said it holds, the distinct records the pass wrote, and the rows
+    stored now. Fewer stored than the server reported means records were not received."""
+
+    server: int | None
+    received: int
+    stored: int
+
+    @property
+    def missing(self) -> int:
+        return max(0, self.server - self.stored) if self.server is not None else 0
+
+    def as_dict(self) -> dict[str, int | None]:
+        return {"server": self.server, "received": self.received, "stored": self.stored, "missing": self.missing}
+
+    @classmethod
+    def from_dict(cls, data: dict | None) -> "Counts | None":
+        try:
+            return cls(data["server"], data["received"], data["stored"]) if data else None
+        except (KeyError, TypeError):
+            return None  # written by another version: the next full pass writes it again
 
 
 # PostgreSQL refuses NUL and lone surrogates in text and jsonb; psycopg refuses some before sending
@@ -125,10 +153,11 @@ def _clear_children(conn, into: _Into, parents: list[str]) -> dict[str, set]:
 
 
 def _write_batch(conn, into: _Into, batch: Batch, staged: dict[str, StagedRows], cp, before: Future | None,
-                 *, as_new: bool = False) -> None:
+                 *, as_new: bool = False) -> int:
     """One transaction: children of re-sent parents deleted, rows copied and upserted; then, once the
     batch ``before`` it has committed, the checkpoint advanced and committed. ``as_new``: no key is
     looked up, every row is copied straight in, and a key already stored raises _KeyStored.
+    Returns how many rows of the source's top tables were inserted or changed.
 
     The upserts go in one pipeline: one round trip instead of one each. The checkpoint is written
     only after the batch before has committed, so neither session ever waits for the other's lock,
@@ -138,15 +167,17 @@ def _write_batch(conn, into: _Into, batch: Batch, staged: dict[str, StagedRows],
     try:
         with conn.transaction():
             cleared = {} if as_new else _clear_children(conn, into, batch.parents)  # table -> keys no row holds now
+            written = {name: rows.count for name, rows in staged.items()}
             merges = [name for name, rows in staged.items()
                       if copy_rows(conn, raw_schema, tables[name], produces[name], rows, cleared.get(name, ()), as_new=as_new)]
             if merges:
                 with conn.pipeline():
-                    for name in merges:
-                        merge_stage(conn, raw_schema, tables[name], produces[name])
+                    merged = {name: merge_stage(conn, raw_schema, tables[name], produces[name]) for name in merges}
+                written.update((name, cursor.rowcount) for name, cursor in merged.items())
             if before is not None:
                 before.result()  # raises if that batch failed: this one rolls back with it
             write_checkpoint(conn, raw_schema, cp)
+        return sum(n for name, n in written.items() if tables[name].parent is None)
     except UNSTORABLE:
         raise
     except (psycopg.DataError, psycopg.IntegrityError) as exc:
@@ -158,25 +189,23 @@ def _write_batch(conn, into: _Into, batch: Batch, staged: dict[str, StagedRows],
         ) from None
 
 
-def _write(conn, into: _Into, batch: Batch, staged: dict[str, StagedRows], cp, before: Future | None) -> int:
+def _write(conn, into: _Into, batch: Batch, staged: dict[str, StagedRows], cp, before: Future | None) -> tuple[int, int]:
     """Write a batch; when PostgreSQL refuses a character in it, write it again with those replaced.
-    Returns how many characters were replaced."""
+    Returns how many characters were replaced, and how many top-table rows were inserted or changed."""
     try:
         try:
-            _write_batch(conn, into, batch, staged, cp, before, as_new=into.fresh)
+            return 0, _write_batch(conn, into, batch, staged, cp, before, as_new=into.fresh)
         except _KeyStored:
-            _write_batch(conn, into, batch, staged, cp, before)
-        return 0
+            return 0, _write_batch(conn, into, batch, staged, cp, before)
     except UNSTORABLE:
         pass
     batch, replaced = _storable_batch(batch, into.tables, into.produces)
     try:
-        _write_batch(conn, into, batch, _stage_batch(batch, into.tables, into.produces, cp.generation), cp, before)
+        return replaced, _write_batch(conn, into, batch, _stage_batch(batch, into.tables, into.produces, cp.generation), cp, before)
     except Unencodable as exc:
         raise LoaderError(
             f"{into.source.name}: a value from the API cannot be sent to PostgreSQL ({exc}); nothing of this batch was kept"
         ) from None
-    return replaced
 
 
 @dataclass
@@ -187,6 +216,7 @@ class _InFlight:
     fetched: int
     total: int | None
     written: int
+    reread: int
 
 
 def _leading_keys(batch: Batch, staged: dict[str, StagedRows]) -> frozenset:
@@ -276,9 +306,12 @@ def load_source(
 
     def finish_oldest() -> None:
         done = in_flight.popleft()
-        replaced = done.future.result()
+        replaced, changed = done.future.result()
         progress.rows += done.written
         progress.replaced += replaced
+        if done.reread:
+            progress.reread += done.reread
+            progress.reread_new += changed
         progress.fetched += done.fetched
         progress.total = done.total if done.total is not None else progress.total
         progress.seconds = time.monotonic() - started
@@ -296,19 +329,26 @@ def load_source(
                 cp = replace(cp, cursor=batch.cursor, rows_total=cp.rows_total + written)
                 before = in_flight[-1].future if in_flight else None
                 future = pool.submit(_write, session, into, batch, staged, cp, before)
-                in_flight.append(_InFlight(future, session, keys, batch.fetched, batch.total, written))
+                in_flight.append(_InFlight(future, session, keys, batch.fetched, batch.total, written, batch.reread))
             while in_flight:
                 finish_oldest()
         finally:
             ahead.close()  # stops the thread ahead
             _wait_all([f.future for f in in_flight])
     if cp.full_pending:
+        tops = [t for t in source.tables if t.parent is None]
         with conn.transaction():
+            received = sum(count_rows(conn, raw_schema, t, cp.generation) for t in tops)
             if stale:
-                progress.deleted = sum(delete_stale(conn, raw_schema, t, cp.generation) for t in source.tables if t.parent is None)
+                progress.deleted = sum(delete_stale(conn, raw_schema, t, cp.generation) for t in tops)
                 for t in source.tables:
                     if t.parent is not None:
                         delete_stale(conn, raw_schema, t, cp.generation)
-            write_checkpoint(conn, raw_schema, replace(cp, full_pending=False))
+            stored = sum(count_rows(conn, raw_schema, t) for t in tops) if stale else received
+            # a resumed pass's first page counted only what remained from where it resumed
+            counts = Counts(progress.total if mode == "full" else None, received, stored)
+            cp = replace(cp, full_pending=False, counts=counts.as_dict())
+            write_checkpoint(conn, raw_schema, cp)
+    progress.counts = Counts.from_dict(cp.counts)
     progress.seconds = time.monotonic() - started
     return progress

@@ -16,7 +16,7 @@ import time
 import uuid
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from functools import cached_property
 from typing import Any, Callable, Iterator
 
@@ -29,12 +29,12 @@ from data_explorer.loaders.commcare.applications import build_metadata, fetch_ap
 from data_explorer.loaders.commcare.client import CommCareClient
 from data_explorer.loaders.commcare.credentials import Credential, credential_from_settings
 from data_explorer.loaders.commcare.sources import LOADERS
-from data_explorer.loaders.errors import LoaderError
+from data_explorer.loaders.errors import IncompleteLoad, LoaderError
 from data_explorer.pipelines.bindings import DISCOVER_LOADERS, check_bindings
 from data_explorer.pipelines.loading import SourceProgress, load_source
 from data_explorer.pipelines.registry import Pipeline, PipelineError, Registry
 from data_explorer.pipelines.reporters import ControlTableReporter, FanOut, Reporter
-from data_explorer.pipelines.status import RunStatus
+from data_explorer.pipelines.status import RunStatus, incomplete_sources
 from data_explorer.transform.comments import table_comments
 from data_explorer.transform.dbt import DbtTarget, ModelResult, TransformError, prepare_project, project_digest, run_dbt
 from data_explorer.transform.increments import Plan, PlanUnavailable, check_keys, fingerprint, plan_from_manifest, published_relations
@@ -216,7 +216,7 @@ class Runner:
             self.status.phases["load"][source.name] = {"state": "pending", "rows": 0}
         self.report(important=True)
         for index, source in enumerate(sources):
-            loader = LOADERS[source.loader](client, self.names.domain, page_sizes[source.loader])
+            loader = LOADERS[source.loader](client, self.names.domain, page_sizes[source.loader], lookback=timedelta(seconds=cc.lookback))
             entry = self.status.phases["load"][source.name]
             entry["state"] = "running"
             self.status.within("Loading", index / len(sources), f"loading {source.name}")
@@ -234,8 +234,19 @@ class Runner:
                 analyze_raw(sessions[0], self.names.raw_schema, source.tables)
             entry.update(state="done", rows=result.rows, fetched=result.fetched, total=result.total, mode=result.mode,
                          deleted=result.deleted, replaced=result.replaced, seconds=round(result.seconds, 3), rate=None)
+            if result.reread or not result.full_pass:
+                entry.update(reread=result.reread, reread_new=result.reread_new)
+            if result.counts is not None:
+                entry["counts"] = result.counts.as_dict()
             self.status.within("Loading", (index + 1) / len(sources), f"loaded {source.name}: {result.rows:,} rows")
             self.report(important=True)
+        short = incomplete_sources(self.status.phases["load"])  # this run's full passes, or the last ones
+        if short and self.settings["DATA_EXPLORER_STRICT_COUNTS"]:
+            raise IncompleteLoad(
+                "the last full pass stored fewer records than CommCare reported (" + "; ".join(short.values())
+                + "). Nothing was published, since DATA_EXPLORER_STRICT_COUNTS is on: run again with a full run; "
+                "if the shortfall stays, report it with these counts"
+            )
 
     def _variables(self) -> dict[str, object]:
         prefix = self.pipeline.case_type_views.prefix if self.pipeline.case_type_views else "case_"

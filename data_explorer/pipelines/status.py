@@ -42,6 +42,17 @@ def check_transition(machine: dict[str, frozenset[str]], old: str, new: str, wha
 SPANS = {"Discovering": (0, 5), "Loading": (5, 75), "Transforming": (75, 99)}
 
 
+def incomplete_sources(load: dict[str, Any]) -> dict[str, str]:
+    """Source -> its shortfall in words, for each source whose last full pass stored fewer records than
+    CommCare reported."""
+    short = {}
+    for name, entry in load.items():
+        counts = entry.get("counts") if isinstance(entry, dict) else None
+        if isinstance(counts, dict) and counts.get("missing"):
+            short[name] = f"{name}: server {counts['server']:,}, stored {counts['stored']:,} ({counts['missing']:,} missing)"
+    return short
+
+
 def utcnow() -> datetime:
     return datetime.now(timezone.utc)
 

@@ -179,20 +179,28 @@ def mistyped(table: Table, names: Sequence[str], types: Sequence[str], rows: Ite
     return f"{table.name}: a value does not fit its column's type, though each is of the expected Python type"
 
 
-def merge_stage(conn: psycopg.Connection, raw_schema: str, table: Table, names: Sequence[str]) -> None:
-    """Upsert the staged rows into the raw table by primary key."""
+def merge_stage(conn: psycopg.Connection, raw_schema: str, table: Table, names: Sequence[str]) -> psycopg.Cursor:
+    """Upsert the staged rows into the raw table by primary key; the cursor's rowcount, once the
+    statement has run, is how many rows were inserted or changed.
+
+    A row stored already, the same in every column and of this pass's generation (a record a look-back
+    window or a page boundary sent again), is left as it is: not written again, and not marked as
+    loaded now, so the next transform does not take it for a change."""
     ident = sql.Identifier
-    updates = [n for n in names if n not in table.primary_key] + ["_generation"]
-    conn.execute(
+    updates = ["_generation"] + [n for n in names if n not in table.primary_key]  # a new pass differs at once
+    return conn.execute(
         sql.SQL(
-            "INSERT INTO {target} ({cols}, _generation, _loaded_at) SELECT {cols}, _generation, now() FROM {stage} "
-            "ON CONFLICT ({pk}) DO UPDATE SET {sets}, _loaded_at = now()"
+            "INSERT INTO {target} AS stored ({cols}, _generation, _loaded_at) SELECT {cols}, _generation, now() FROM {stage} "
+            "ON CONFLICT ({pk}) DO UPDATE SET {sets}, _loaded_at = now() "
+            "WHERE ({old}) IS DISTINCT FROM ({new})"
         ).format(
             target=sql.SQL("{}.{}").format(ident(raw_schema), ident(table.name)),
             cols=_columns(names),
             stage=_stage(table),
             pk=_columns(table.primary_key),
             sets=sql.SQL(", ").join(sql.SQL("{0} = EXCLUDED.{0}").format(ident(n)) for n in updates),
+            old=sql.SQL(", ").join(sql.SQL("stored.{}").format(ident(n)) for n in updates),
+            new=sql.SQL(", ").join(sql.SQL("EXCLUDED.{}").format(ident(n)) for n in updates),
         )
     )
 
@@ -223,6 +231,14 @@ def delete_children(conn: psycopg.Connection, raw_schema: str, table: Table, par
         ),
         (list(parent_keys),),
     )
+
+
+def count_rows(conn: psycopg.Connection, raw_schema: str, table: Table, generation: int | None = None) -> int:
+    """Rows of the table, or of one pass's generation."""
+    query = sql.SQL("SELECT count(*) FROM {}.{}").format(sql.Identifier(raw_schema), sql.Identifier(table.name))
+    if generation is None:
+        return conn.execute(query).fetchone()[0]
+    return conn.execute(query + sql.SQL(" WHERE _generation = %s"), (generation,)).fetchone()[0]
 
 
 def delete_stale(conn: psycopg.Connection, raw_schema: str, table: Table, generation: int) -> int:

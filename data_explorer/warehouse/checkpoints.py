@@ -27,31 +27,33 @@ class Checkpoint:
     full_pending: bool
     cursor: dict[str, Any] | None = field(default=None)
     rows_total: int = 0
+    counts: dict[str, Any] | None = None  # the last completed full pass's counts, beside the server's
 
 
 def read_checkpoint(conn: psycopg.Connection, raw_schema: str, source: str) -> Checkpoint | None:
     row = conn.execute(
-        sql.SQL("SELECT generation, full_pending, cursor, rows_total FROM {}._sync_state WHERE source = %s").format(
+        sql.SQL("SELECT generation, full_pending, cursor, rows_total, counts FROM {}._sync_state WHERE source = %s").format(
             sql.Identifier(raw_schema)
         ),
         (source,),
     ).fetchone()
     if row is None:
         return None
-    return Checkpoint(source, row[0], row[1], row[2], row[3])
+    return Checkpoint(source, row[0], row[1], row[2], row[3], row[4])
 
 
 def write_checkpoint(conn: psycopg.Connection, raw_schema: str, cp: Checkpoint) -> None:
     """Upsert the checkpoint; call inside the transaction that wrote the rows."""
     conn.execute(
         sql.SQL(
-            "INSERT INTO {}._sync_state (source, generation, full_pending, cursor, rows_total, updated_at)"
-            " VALUES (%s, %s, %s, %s, %s, now())"
+            "INSERT INTO {}._sync_state (source, generation, full_pending, cursor, rows_total, counts, updated_at)"
+            " VALUES (%s, %s, %s, %s, %s, %s, now())"
             " ON CONFLICT (source) DO UPDATE SET generation = EXCLUDED.generation,"
             " full_pending = EXCLUDED.full_pending, cursor = EXCLUDED.cursor,"
-            " rows_total = EXCLUDED.rows_total, updated_at = now()"
+            " rows_total = EXCLUDED.rows_total, counts = EXCLUDED.counts, updated_at = now()"
         ).format(sql.Identifier(raw_schema)),
-        (cp.source, cp.generation, cp.full_pending, Jsonb(cp.cursor) if cp.cursor is not None else None, cp.rows_total),
+        (cp.source, cp.generation, cp.full_pending, Jsonb(cp.cursor) if cp.cursor is not None else None, cp.rows_total,
+         Jsonb(cp.counts) if cp.counts is not None else None),
     )
 
 
@@ -61,5 +63,5 @@ def start_pass(previous: Checkpoint | None, source: str, *, full: bool) -> Check
         return previous  # an interrupted full pass is finished first, whatever was asked
     if previous is None or full:
         generation = 1 if previous is None else previous.generation + 1
-        return Checkpoint(source, generation, True, None, 0)
-    return Checkpoint(source, previous.generation, False, previous.cursor, 0)
+        return Checkpoint(source, generation, True, None, 0, None if previous is None else previous.counts)
+    return Checkpoint(source, previous.generation, False, previous.cursor, 0, previous.counts)

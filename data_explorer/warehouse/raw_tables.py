@@ -28,6 +28,8 @@ def ensure_raw_tables(conn: psycopg.Connection, raw_schema: str, tables: tuple[T
                 " cursor jsonb, rows_total bigint NOT NULL DEFAULT 0, updated_at timestamptz NOT NULL DEFAULT now())"
             ).format(ident(raw_schema))
         )
+        # what the last full pass received beside what the server reported (added after the table was first shipped)
+        conn.execute(sql.SQL("ALTER TABLE {}._sync_state ADD COLUMN IF NOT EXISTS counts jsonb").format(ident(raw_schema)))
         conn.execute(
             sql.SQL(
                 "CREATE TABLE IF NOT EXISTS {}._published ("

@@ -9,16 +9,25 @@ from data_explorer.warehouse.checkpoints import Checkpoint, start_pass
 T0 = datetime(2024, 1, 1, tzinfo=timezone.utc)
 
 
-def test_cursor_drops_repeats_but_not_ties():
+def test_cursor_skips_only_what_it_took_at_its_mark():
     c = IndexedOnCursor()
     assert c.accept(T0, "a")
     assert c.accept(T0, "b")  # same instant, new id
     assert not c.accept(T0, "a")  # repeated at the page boundary
-    assert not c.accept(T0 - timedelta(seconds=1), "z")
+    assert c.accept(T0 - timedelta(seconds=1), "z")  # older than the mark (indexed late): never dropped
+    assert c.accept(T0 - timedelta(microseconds=1), "a")  # printed out of order within a millisecond
+    assert c.instant == T0 and c.ids == {"a", "b"}  # an older record moves nothing
     assert c.accept(T0 + timedelta(microseconds=1), "a")  # updated later: a new version
     restored = IndexedOnCursor(c.state())
     assert not restored.accept(T0 + timedelta(microseconds=1), "a")
     assert restored.accept(T0 + timedelta(microseconds=1), "c")
+
+
+def test_the_next_pass_starts_a_window_behind_the_mark_at_millisecond_precision():
+    c = IndexedOnCursor({"indexed_on": (T0 + timedelta(microseconds=123_456)).isoformat(), "ids": ["a"]})
+    assert c.since(timedelta(0)) == T0 + timedelta(milliseconds=123)
+    assert c.since(timedelta(hours=1)) == T0 + timedelta(milliseconds=123) - timedelta(hours=1)
+    assert IndexedOnCursor().since(timedelta(hours=1)) is None
 
 
 def test_backoff_honours_retry_after_within_the_bound():

@@ -3,7 +3,11 @@
 - Case API v2: cursor paging through the absolute ``next`` link, present only on full pages.
 - Form API v0.5: keyset paging on ``indexed_on`` (``order_by=indexed_on``,
   ``indexed_on_start``), because offsets shift when records change mid-pull; an
-  offset is used only to step through a page whose records all share one instant.
+  offset is used only to step through a page whose records all fall in one
+  millisecond. The next page starts at the last record's millisecond, not its
+  printed microseconds: the search index sorts and filters at millisecond
+  precision, so the printed values of one millisecond come in any order, and
+  starting after the highest of them would skip the others.
   Archived forms are included: the ``archived`` column says which they are.
 - Tastypie resources (users): offset paging through the relative ``meta.next``.
 """
@@ -16,6 +20,7 @@ from typing import Any, Iterator
 from urllib.parse import parse_qsl, urlsplit
 
 from data_explorer.loaders.commcare.client import CommCareClient
+from data_explorer.loaders.cursor import floor_to_millisecond
 from data_explorer.loaders.errors import MalformedResponse
 from data_explorer.loaders.timestamps import format_for_filter, parse_timestamp
 
@@ -68,7 +73,7 @@ def case_pages(client: CommCareClient, domain: str, *, limit: int, since: dateti
 def form_pages(client: CommCareClient, domain: str, *, limit: int, since: datetime | None) -> Iterator[Page]:
     what = "Form API v0.5"
     url = f"/a/{domain}/api/v0.5/form/"
-    start, offset = since, 0
+    start, offset = (floor_to_millisecond(since) if since is not None else None), 0
     for _ in range(MAX_PAGES):
         params: dict[str, Any] = {"limit": limit, "order_by": "indexed_on", "offset": offset, "include_archived": "true"}
         if start is not None:
@@ -79,10 +84,11 @@ def form_pages(client: CommCareClient, domain: str, *, limit: int, since: dateti
         yield Page(records, _total(meta.get("total_count")))
         if len(records) < limit:
             return
-        instants = [parse_timestamp(r.get("indexed_on"), "indexed_on", f"form {r.get('id')!r}") for r in records]
-        last = max(instants)
-        if start is not None and last == start and min(instants) == start:
-            offset += len(records)  # a whole page at one instant: step through it
+        last = floor_to_millisecond(max(
+            parse_timestamp(r.get("indexed_on"), "indexed_on", f"form {r.get('id')!r}") for r in records
+        ))
+        if start is not None and last == start:
+            offset += len(records)  # a whole page within one millisecond: step through it
         else:
             start, offset = last, 0
     raise MalformedResponse(f"{what}: more than {MAX_PAGES} pages")

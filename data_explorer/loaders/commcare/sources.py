@@ -1,26 +1,68 @@
 """The CommCare sources: paging, the incremental cursor and row mapping meeting in one short loop each.
 
 Pages are fetched and parsed in a thread of their own, a page ahead of the loop that maps their records.
+
+An incremental source reads again from a look-back window behind its cursor (records indexed late
+carry earlier stamps than records already read). A page's records at or before the mark the pass
+started from are the window's: they go in a batch of their own (``behind``), so that the loading
+loop can count how many of them were new, and before the page's later records, whose batch carries
+the cursor past them.
 """
 
 from __future__ import annotations
 
-from typing import Any, Iterator
+from datetime import datetime, timedelta
+from typing import Any, Callable, Iterable, Iterator
 
 from data_explorer.loaders.batch import Batch
 from data_explorer.loaders.commcare import cases, forms, users
 from data_explorer.loaders.commcare.cases import CASE_INDEXED_ON, case_row
 from data_explorer.loaders.commcare.client import CommCareClient
 from data_explorer.loaders.commcare.forms import FORM_INDEXED_ON, block_rows, form_row
-from data_explorer.loaders.commcare.paging import case_pages, form_pages, offset_pages
+from data_explorer.loaders.commcare.paging import Page, case_pages, form_pages, offset_pages
 from data_explorer.loaders.commcare.users import user_row
 from data_explorer.loaders.cursor import IndexedOnCursor
 from data_explorer.loaders.prefetch import prefetch
 
 
 class _Source:
-    def __init__(self, client: CommCareClient, domain: str, page_size: int):
-        self.client, self.domain, self.page_size = client, domain, page_size
+    def __init__(self, client: CommCareClient, domain: str, page_size: int, *, lookback: timedelta = timedelta(0)):
+        self.client, self.domain, self.page_size, self.lookback = client, domain, page_size, lookback
+
+
+def _windowed(
+    pages: Iterable[Page], cursor: IndexedOnCursor, row_of: Callable[[dict[str, Any]], tuple], instant_at: int,
+    batch_of: Callable[[list[tuple[tuple, dict[str, Any]]]], tuple[dict[str, list[tuple]], list[str]]],
+) -> Iterator[Batch]:
+    """Batches of each page's records: those at or before the pass's starting mark (re-read by the
+    window) first, then the rest. The total is what the server said at the pass's first page."""
+    mark: datetime | None = cursor.instant
+    total: int | None = None
+    for page in pages:
+        total = page.total if total is None else total
+        mapped = [(row_of(record), record) for record in page.records]
+        behind = [m for m in mapped if mark is not None and m[0][instant_at] <= mark]
+        if behind:
+            taken = [m for m in behind if cursor.accept(m[0][instant_at], m[0][0])]
+            rows, parents = batch_of(taken)
+            yield Batch(rows, parents, cursor.state(), len(behind), total, reread=len(behind))
+        ahead = [m for m in mapped if mark is None or m[0][instant_at] > mark]
+        taken = [m for m in ahead if cursor.accept(m[0][instant_at], m[0][0])]
+        rows, parents = batch_of(taken)
+        yield Batch(rows, parents, cursor.state(), len(ahead), total)
+
+
+def _case_batch(taken: list[tuple[tuple, dict[str, Any]]]) -> tuple[dict[str, list[tuple]], list[str]]:
+    return {"cases": [row for row, _ in taken]}, []
+
+
+def _form_batch(taken: list[tuple[tuple, dict[str, Any]]]) -> tuple[dict[str, list[tuple]], list[str]]:
+    rows, blocks, ids = [], [], []
+    for row, form in taken:
+        rows.append(row)
+        blocks.extend(block_rows(row[0], form["form"]))
+        ids.append(row[0])
+    return {"forms": rows, "form_case_blocks": blocks}, ids
 
 
 class CasesSource(_Source):
@@ -28,9 +70,8 @@ class CasesSource(_Source):
 
     def batches(self, cursor_state: dict[str, Any] | None) -> Iterator[Batch]:
         cursor = IndexedOnCursor(cursor_state)
-        for page in prefetch(case_pages(self.client, self.domain, limit=self.page_size, since=cursor.instant), depth=1):
-            rows = [row for row in map(case_row, page.records) if cursor.accept(row[CASE_INDEXED_ON], row[0])]
-            yield Batch({"cases": rows}, [], cursor.state(), len(page.records), page.total)
+        pages = case_pages(self.client, self.domain, limit=self.page_size, since=cursor.since(self.lookback))
+        yield from _windowed(prefetch(pages, depth=1), cursor, case_row, CASE_INDEXED_ON, _case_batch)
 
 
 class FormsSource(_Source):
@@ -38,17 +79,8 @@ class FormsSource(_Source):
 
     def batches(self, cursor_state: dict[str, Any] | None) -> Iterator[Batch]:
         cursor = IndexedOnCursor(cursor_state)
-        for page in prefetch(form_pages(self.client, self.domain, limit=self.page_size, since=cursor.instant), depth=1):
-            forms, blocks, ids = [], [], []
-            for form in page.records:
-                row = form_row(form)  # checked in full even when the cursor drops it: rare, at page boundaries
-                form_id = row[0]
-                if not cursor.accept(row[FORM_INDEXED_ON], form_id):
-                    continue
-                forms.append(row)
-                blocks.extend(block_rows(form_id, form["form"]))
-                ids.append(form_id)
-            yield Batch({"forms": forms, "form_case_blocks": blocks}, ids, cursor.state(), len(page.records), page.total)
+        pages = form_pages(self.client, self.domain, limit=self.page_size, since=cursor.since(self.lookback))
+        yield from _windowed(prefetch(pages, depth=1), cursor, form_row, FORM_INDEXED_ON, _form_batch)
 
 
 class UsersSource(_Source):
@@ -61,4 +93,3 @@ class UsersSource(_Source):
 
 
 LOADERS = {"commcare.cases": CasesSource, "commcare.forms": FormsSource, "commcare.users": UsersSource}
-
