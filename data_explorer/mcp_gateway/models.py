@@ -8,6 +8,13 @@ from typing import Any
 from pydantic import BaseModel, Field
 
 
+INCOMPLETE = Field(
+        default=None,
+        description="Sources whose last full pass stored fewer records than CommCare reported, each with "
+        "'server N, stored M (K missing)': answers from them may undercount. Absent when every source is complete.",
+    )
+
+
 class RunSummary(BaseModel):
     run_id: str
     phase: str = Field(description="Pending, Discovering, Loading, Transforming, Succeeded, Failed or Cancelled.")
@@ -27,6 +34,7 @@ class RunData(RunSummary):
         description="Per phase: discover (counts), load (per source: state, rows), transform (per model: state, rows), "
         "publish (row counts). Compact unless verbose.",
     )
+    incomplete: dict[str, str] | None = INCOMPLETE
     next_step: str | None = Field(default=None, description="What to do next.")
 
 
@@ -40,6 +48,7 @@ class TenantStatus(BaseModel):
     last_run: RunSummary | None = None
     active_run: RunSummary | None = None
     expires_at: datetime | None = Field(default=None, description="When the schema is torn down if left idle.")
+    incomplete: dict[str, str] | None = INCOMPLETE
     next_step: str | None = None
 
     model_config = {"populate_by_name": True}
@@ -78,6 +87,7 @@ class TableInfo(BaseModel):
 
 class TableList(BaseModel):
     materialized_at: datetime | None = Field(description="When the last successful run published these tables.")
+    incomplete: dict[str, str] | None = INCOMPLETE
     tables: list[TableInfo]
 
 

@@ -97,6 +97,13 @@ def summary_table(status: RunStatus) -> str:
             detail += f", {info['deleted']:,} removed"
         if info.get("replaced"):
             detail += f", {info['replaced']:,} unstorable characters replaced"
+        if info.get("reread"):
+            detail += f", look-back re-read {info['reread']:,} ({info.get('reread_new', 0):,} new)"
+        counts = info.get("counts") or {}
+        if counts.get("server") is not None:
+            detail += f", server {counts['server']:,}, stored {counts['stored']:,}"
+            if counts.get("missing"):
+                detail += f" (INCOMPLETE: {counts['missing']:,} missing)"
         rows.append((f"load {name}", f"{info.get('rows', 0):,} rows", detail, f"{info.get('seconds', 0):.1f}s"))
     transform = status.phases.get("transform") or {}
     for name, model in (transform.get("models") or {}).items():

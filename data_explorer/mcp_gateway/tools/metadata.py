@@ -10,7 +10,7 @@ from pydantic import Field
 from data_explorer.mcp_gateway.calls import Outcome, current
 from data_explorer.mcp_gateway.envelope import ToolFailure
 from data_explorer.mcp_gateway.models import ColumnInfo, Metadata, TableDescription, TableInfo, TableList
-from data_explorer.mcp_gateway.tools.shared import TenantArg, VerboseArg
+from data_explorer.mcp_gateway.tools.shared import TenantArg, VerboseArg, incomplete
 from data_explorer.pipelines.registry import Pipeline
 from data_explorer.transform.typed_views import plan_typed_views
 from data_explorer.warehouse import catalog
@@ -36,6 +36,7 @@ def _snapshot(conn, control: str, names: TenantNames, verbose: bool) -> dict[str
         "columns": columns,
         "counts": ((run or {}).get("phases") or {}).get("publish", {}).get("relations", {}),
         "materialized_at": run["completed_at"] if run else None,
+        "incomplete": incomplete((run or {}).get("phases")),
         "metadata": load_metadata(conn, control, names.domain, "commcare") or {"case_types": {}, "forms": {}, "apps": []},
     }
 
@@ -101,7 +102,8 @@ async def _read(tenant: str | None, verbose: bool) -> tuple[TenantNames, dict[st
 
 async def list_tables(tenant: TenantArg = None, verbose: VerboseArg = False, ctx: Context = None) -> Outcome[TableList]:
     names, snapshot, pipeline = await _read(tenant, verbose)
-    return Outcome(TableList(materialized_at=snapshot["materialized_at"], tables=_tables(snapshot, pipeline, verbose)), names)
+    return Outcome(TableList(materialized_at=snapshot["materialized_at"], incomplete=snapshot["incomplete"],
+                             tables=_tables(snapshot, pipeline, verbose)), names)
 
 
 async def describe_table(

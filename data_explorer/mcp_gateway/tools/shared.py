@@ -8,6 +8,7 @@ from pydantic import Field
 
 from data_explorer.control.base import RunView
 from data_explorer.mcp_gateway.models import RunData, RunSummary
+from data_explorer.pipelines.status import incomplete_sources
 
 TenantArg = Annotated[
     str | None,
@@ -29,6 +30,11 @@ def run_summary(row: dict[str, Any] | None) -> RunSummary | None:
     )
 
 
+def incomplete(phases: dict[str, Any] | None) -> dict[str, str] | None:
+    """The shortfalls a run's load phase records (its own full passes', or the last ones'), or None."""
+    return incomplete_sources((phases or {}).get("load") or {}) or None
+
+
 def _compact_phases(phases: dict[str, Any]) -> dict[str, Any]:
     """Per phase, the state and the counts an agent acts on; not every model's timing."""
     out: dict[str, Any] = {}
@@ -36,7 +42,8 @@ def _compact_phases(phases: dict[str, Any]) -> dict[str, Any]:
         d = phases["discover"]
         out["discover"] = {k: d.get(k) for k in ("state", "apps", "case_types", "forms") if k in d}
     if phases.get("load"):
-        out["load"] = {name: {k: s.get(k) for k in ("state", "rows", "mode") if k in s} for name, s in phases["load"].items()}
+        out["load"] = {name: {k: s.get(k) for k in ("state", "rows", "mode", "reread", "reread_new", "counts") if k in s}
+                       for name, s in phases["load"].items()}
     if phases.get("transform"):
         t = phases["transform"]
         models = t.get("models") or {}
@@ -61,5 +68,5 @@ def run_data(run: RunView, verbose: bool) -> RunData:
         run_id=run.run_id, tenant_id=run.domain, pipeline=run.pipeline, mode=run.mode, phase=run.phase,
         progress=run.progress, error=run.error, created_at=run.created_at, started_at=run.started_at,
         completed_at=run.completed_at, phases=run.phases if verbose else _compact_phases(run.phases),
-        next_step=next_step,
+        incomplete=incomplete(run.phases), next_step=next_step,
     )

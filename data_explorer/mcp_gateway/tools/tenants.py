@@ -11,7 +11,7 @@ from data_explorer.control.lifecycle import teardown
 from data_explorer.mcp_gateway.calls import Outcome, current
 from data_explorer.mcp_gateway.envelope import ToolFailure
 from data_explorer.mcp_gateway.models import TeardownData, TenantList, TenantStatus
-from data_explorer.mcp_gateway.tools.shared import TenantArg, VerboseArg, run_summary
+from data_explorer.mcp_gateway.tools.shared import TenantArg, VerboseArg, incomplete, run_summary
 from data_explorer.warehouse.catalog import schema_exists
 from data_explorer.warehouse.naming import InvalidDomain, TenantNames
 from data_explorer.warehouse.tenant_state import latest_run, tenant_row, unfinished_run
@@ -21,6 +21,7 @@ def _status(conn, control: str, names: TenantNames, ttl_seconds: float | None) -
     row = tenant_row(conn, control, names.domain)
     active = unfinished_run(conn, control, names.domain)
     last = latest_run(conn, control, names.domain)
+    published = last if last is None or last["phase"] == "Succeeded" else latest_run(conn, control, names.domain, succeeded=True)
     has_data = schema_exists(conn, names.schema)
     phase = "Pending" if row is None else ("Materializing" if active else row["phase"])
     if phase == "Materializing" and not active:
@@ -39,6 +40,7 @@ def _status(conn, control: str, names: TenantNames, ttl_seconds: float | None) -
         tenant_id=names.domain, schema=names.schema, provisioned=row is not None, phase=phase, has_data=has_data,
         last_materialized_at=row["last_materialized_at"] if row else None, last_run=run_summary(last),
         active_run=run_summary(active), expires_at=expires_at, next_step=next_step,
+        incomplete=incomplete((published or {}).get("phases")) if has_data else None,
     )
 
 
