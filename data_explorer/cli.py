@@ -28,7 +28,7 @@ def cmd_materialize(args: argparse.Namespace) -> int:
     validate_domain(args.domain)
     with open_database(settings) as db:
         status = materialize(
-            settings, db, RunRequest(args.domain, args.pipeline, args.full), extra_reporters=(ConsoleReporter(),)
+            settings, db, RunRequest(args.domain, args.pipeline, args.full, reconcile=args.reconcile), extra_reporters=(ConsoleReporter(),)
         )
     print(summary_table(status))
     if status.phase != "Succeeded":
@@ -132,6 +132,11 @@ def build_parser() -> argparse.ArgumentParser:
     materialize.add_argument(
         "--full", action="store_true",
         help="reload everything and rebuild every table with dbt, instead of loading and applying only what changed",
+    )
+    materialize.add_argument(
+        "--reconcile", action="store_true",
+        help="look for cases and forms deleted in CommCare and remove them now, instead of at most once per "
+        "DATA_EXPLORER_RECONCILE_HOURS (a --full run removes them anyway)",
     )
     materialize.add_argument("--pipeline", default="commcare_sync", help="pipeline to run (default commcare_sync)")
     materialize.set_defaults(func=cmd_materialize)

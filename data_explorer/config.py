@@ -191,6 +191,8 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("COMMCARE_MAX_RETRIES", _bounded(0, 50), "Retries of one request on 429, 5xx and connection errors.", 8),
     Setting("COMMCARE_MAX_BACKOFF", _positive_float, "Longest wait between retries, in seconds.", 300.0),
     Setting("COMMCARE_LOOKBACK_SECONDS", _non_negative_float, "Seconds behind the incremental cursor that each incremental run reads again: CommCare can index a record late, under a stamp earlier than records already read.", 3600.0),
+    Setting("DATA_EXPLORER_RECONCILE_HOURS", _non_negative_float, "Hours between two looks for cases and forms deleted in CommCare, which an incremental run cannot see (a full run, or materialize --reconcile, looks at once).", 24.0),
+    Setting("DATA_EXPLORER_RECONCILE_MAX_REQUESTS", _bounded(1, 100_000), "Requests one run may spend per source looking for deleted records; what it leaves is looked at by the next run.", 200),
     Setting("DATA_EXPLORER_STRICT_COUNTS", _boolean, "Fail a run whose full pass stored fewer records of a source than CommCare reported (otherwise the shortfall is flagged as incomplete).", False),
     Setting("DATA_EXPLORER_QUERY_MAX_ROWS", _bounded(1, 10_000), "Rows the query tool returns at most, unless a call asks for fewer or more (up to 10,000).", 500),
     Setting("DATA_EXPLORER_QUERY_MAX_BYTES", _bounded(1024, 64 * 1024 * 1024), "Bytes of result text the query tool returns at most.", 1024 * 1024),

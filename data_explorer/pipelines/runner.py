@@ -28,13 +28,15 @@ from data_explorer.control.states import set_tenant_phase
 from data_explorer.loaders.commcare.applications import build_metadata, fetch_applications, form_definition_rows
 from data_explorer.loaders.commcare.client import CommCareClient
 from data_explorer.loaders.commcare.credentials import Credential, credential_from_settings
+from data_explorer.loaders.commcare.reconcile import SERVERS
 from data_explorer.loaders.commcare.sources import LOADERS
 from data_explorer.loaders.errors import IncompleteLoad, LoaderError
 from data_explorer.pipelines.bindings import DISCOVER_LOADERS, check_bindings
 from data_explorer.pipelines.loading import SourceProgress, load_source
 from data_explorer.pipelines.registry import Pipeline, PipelineError, Registry
 from data_explorer.pipelines.reporters import ControlTableReporter, FanOut, Reporter
-from data_explorer.pipelines.status import RunStatus, incomplete_sources
+from data_explorer.pipelines.reconcile import due, reconcile_source
+from data_explorer.pipelines.status import RunStatus, incomplete_sources, utcnow
 from data_explorer.transform.comments import table_comments
 from data_explorer.transform.dbt import DbtTarget, ModelResult, TransformError, prepare_project, project_digest, run_dbt
 from data_explorer.transform.increments import Plan, PlanUnavailable, check_keys, fingerprint, plan_from_manifest, published_relations
@@ -50,6 +52,7 @@ from data_explorer.warehouse.provisioning import provision_tenant
 from data_explorer.warehouse.catalog import relation_counts
 from data_explorer.warehouse.publish import LOCK_TIMEOUT, drop_build_schema, publish, reset_build_schema
 from data_explorer.warehouse.raw_tables import ensure_raw_tables
+from data_explorer.warehouse.reconcile import mark_reconciled
 from data_explorer.warehouse.secrets import SecretBox
 from data_explorer.warehouse.statistics import analyze_columns, analyze_raw
 from data_explorer.warehouse.runs import ActiveRunExists, RunAlreadyEnded, active_run, lock_unfinished_run, claim_run, fail_abandoned_runs, get_run, insert_run, save_run
@@ -78,6 +81,7 @@ class RunRequest:
     pipeline: str = "commcare_sync"
     full: bool = False
     run_id: str | None = None
+    reconcile: bool = False  # look for deleted records now, whenever the last look was
 
 
 @contextmanager
@@ -207,7 +211,7 @@ class Runner:
         self.status.within("Discovering", 1.0, f"found {len(self.metadata['case_types'])} case types")
         self.report(important=True)
 
-    def load(self, client: CommCareClient, sessions: tuple[psycopg.Connection, ...], full: bool) -> None:
+    def load(self, client: CommCareClient, sessions: tuple[psycopg.Connection, ...], full: bool, reconcile: bool = False) -> None:
         cc = client.settings
         page_sizes = {"commcare.cases": cc.case_page_size, "commcare.forms": cc.form_page_size, "commcare.users": cc.user_page_size}
         self.status.enter("Loading", "loading")
@@ -238,6 +242,7 @@ class Runner:
                 entry.update(reread=result.reread, reread_new=result.reread_new)
             if result.counts is not None:
                 entry["counts"] = result.counts.as_dict()
+            self._reconcile(client, sessions[0], source, result, entry, page_sizes[source.loader], reconcile)
             self.status.within("Loading", (index + 1) / len(sources), f"loaded {source.name}: {result.rows:,} rows")
             self.report(important=True)
         short = incomplete_sources(self.status.phases["load"])  # this run's full passes, or the last ones
@@ -247,6 +252,26 @@ class Runner:
                 + "). Nothing was published, since DATA_EXPLORER_STRICT_COUNTS is on: run again with a full run; "
                 "if the shortfall stays, report it with these counts"
             )
+
+    def _reconcile(self, client: CommCareClient, conn: psycopg.Connection, source, result: SourceProgress, entry: dict,
+                   page: int, asked: bool) -> None:
+        """Remove the source's records CommCare has deleted: a full pass did; otherwise look when asked or due."""
+        if source.loader not in SERVERS:
+            return
+        raw = self.names.raw_schema
+        if result.full_pass:
+            with conn.transaction():
+                mark_reconciled(conn, raw, source.name)
+            entry["reconcile"] = {"requests": 0, "removed": result.deleted, "complete": True}
+            return
+        interval = timedelta(hours=self.settings["DATA_EXPLORER_RECONCILE_HOURS"])
+        if not asked and not due(conn, raw, source.name, interval, utcnow()):
+            return
+        self.status.advance(self.status.progress["current"], f"looking for {source.name} deleted in CommCare")
+        self.report(important=True)
+        found = reconcile_source(conn, raw, source, SERVERS[source.loader](client, self.names.domain, page), page=page,
+                                 max_requests=self.settings["DATA_EXPLORER_RECONCILE_MAX_REQUESTS"])
+        entry["reconcile"] = found.as_dict()
 
     def _variables(self) -> dict[str, object]:
         prefix = self.pipeline.case_type_views.prefix if self.pipeline.case_type_views else "case_"
@@ -281,7 +306,7 @@ class Runner:
         now = source_generations(conn, self.names.raw_schema)
         for source in self.pipeline.sources:
             if keyed & {t.name for t in source.tables} and now.get(source.name) != published.generations.get(source.name):
-                return f"{source.name} had a full pass since the last publish, which may have removed rows"
+                return f"{source.name} had rows removed since the last publish (a full pass, or records deleted in CommCare)"
         return None
 
     def apply_changes(self, cancellation: "Cancellation") -> bool:
@@ -496,7 +521,7 @@ def materialize(
                 )
                 runner.discover(client, writer)
                 second = stack.enter_context(runner.writer_connection())  # batches overlap in PostgreSQL
-                runner.load(client, (writer, second), request.full)
+                runner.load(client, (writer, second), request.full, request.reconcile)
                 applied = runner.apply_changes(cancellation)
                 if not applied:
                     cancellation.check()

@@ -30,6 +30,8 @@ def ensure_raw_tables(conn: psycopg.Connection, raw_schema: str, tables: tuple[T
         )
         # what the last full pass received beside what the server reported (added after the table was first shipped)
         conn.execute(sql.SQL("ALTER TABLE {}._sync_state ADD COLUMN IF NOT EXISTS counts jsonb").format(ident(raw_schema)))
+        # when the source was last found to hold nothing CommCare has deleted (a reconcile, or a full pass)
+        conn.execute(sql.SQL("ALTER TABLE {}._sync_state ADD COLUMN IF NOT EXISTS reconciled_at timestamptz").format(ident(raw_schema)))
         conn.execute(
             sql.SQL(
                 "CREATE TABLE IF NOT EXISTS {}._published ("

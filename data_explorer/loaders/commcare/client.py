@@ -134,13 +134,21 @@ class CommCareClient:
 
     def get_json(self, url: str, params: dict[str, Any] | None = None, *, what: str) -> dict[str, Any]:
         """GET a JSON object, retrying transient failures; raise a LoaderError otherwise."""
+        return self._request_json("GET", url, params, None, what)
+
+    def post_json(self, url: str, body: dict[str, Any], *, what: str) -> dict[str, Any]:
+        """POST a JSON body to a read-only endpoint (a bulk fetch) and get a JSON object back, as get_json."""
+        return self._request_json("POST", url, None, body, what)
+
+    def _request_json(self, method: str, url: str, params: dict[str, Any] | None, body: dict[str, Any] | None,
+                      what: str) -> dict[str, Any]:
         target = self.resolve(url)
         attempt = 0
         while True:
             if self._stop.is_set():
                 raise Cancelled(f"{what}: stopped on request")
             try:
-                return self._get_once(target, params, what)
+                return self._send_once(method, target, params, body, what)
             except TransientError as exc:
                 if attempt >= self.settings.max_retries:
                     raise RetriesExhausted(
@@ -156,13 +164,14 @@ class CommCareClient:
                     raise Cancelled(f"{what}: stopped on request") from None
                 attempt += 1
 
-    def _get_once(self, url: str, params: dict[str, Any] | None, what: str, *, refreshed: bool = False) -> dict[str, Any]:
+    def _send_once(self, method: str, url: str, params: dict[str, Any] | None, payload: dict[str, Any] | None, what: str,
+                   *, refreshed: bool = False) -> dict[str, Any]:
         self.requests += 1
         authorization = self._authorization()
         try:
             # streamed, so the body is ours alone: httpx keeps a read response in reference cycles, and
             # a cached body would then live until the cyclic collector runs
-            with self._http.stream("GET", url, params=params, headers={"Authorization": authorization}) as response:
+            with self._http.stream(method, url, params=params, json=payload, headers={"Authorization": authorization}) as response:
                 body = b"".join(response.iter_bytes())
         except httpx.TimeoutException:
             raise TransientError("request timed out") from None
@@ -171,7 +180,7 @@ class CommCareClient:
         status = response.status_code
         if status == 401 and not refreshed and isinstance(self.credential, OAuthCredential):
             self._refresh_after_401(authorization)
-            return self._get_once(url, params, what, refreshed=True)
+            return self._send_once(method, url, params, payload, what, refreshed=True)
         if status in (401, 403):
             raise self._auth_error(status, what, refreshed)
         if status == 429:

@@ -47,12 +47,16 @@ def _total(value: Any) -> int | None:
     return value if isinstance(value, int) and not isinstance(value, bool) and value >= 0 else None
 
 
-def case_pages(client: CommCareClient, domain: str, *, limit: int, since: datetime | None) -> Iterator[Page]:
+def case_pages(client: CommCareClient, domain: str, *, limit: int, since: datetime | None,
+               until: datetime | None = None) -> Iterator[Page]:
+    """Cases indexed from ``since`` on (and up to ``until``, both included) in CommCare's order."""
     what = "Case API v2"
     url = f"/a/{domain}/api/case/v2/"
     params: dict[str, Any] | None = {"limit": limit}
     if since is not None:
         params["indexed_on.gte"] = format_for_filter(since)
+    if until is not None:
+        params["indexed_on.lte"] = format_for_filter(until)
     seen_links: set[str] = set()
     for _ in range(MAX_PAGES):
         body = client.get_json(url, params, what=what)
@@ -70,7 +74,9 @@ def case_pages(client: CommCareClient, domain: str, *, limit: int, since: dateti
     raise MalformedResponse(f"{what}: more than {MAX_PAGES} pages")
 
 
-def form_pages(client: CommCareClient, domain: str, *, limit: int, since: datetime | None) -> Iterator[Page]:
+def form_pages(client: CommCareClient, domain: str, *, limit: int, since: datetime | None,
+               until: datetime | None = None) -> Iterator[Page]:
+    """Forms indexed from ``since`` on (and up to ``until``, both included), archived ones too."""
     what = "Form API v0.5"
     url = f"/a/{domain}/api/v0.5/form/"
     start, offset = (floor_to_millisecond(since) if since is not None else None), 0
@@ -78,6 +84,8 @@ def form_pages(client: CommCareClient, domain: str, *, limit: int, since: dateti
         params: dict[str, Any] = {"limit": limit, "order_by": "indexed_on", "offset": offset, "include_archived": "true"}
         if start is not None:
             params["indexed_on_start"] = format_for_filter(start)
+        if until is not None:
+            params["indexed_on_end"] = format_for_filter(until)
         body = client.get_json(url, params, what=what)
         records = _records(body, "objects", what)
         meta = body.get("meta") if isinstance(body.get("meta"), dict) else {}
