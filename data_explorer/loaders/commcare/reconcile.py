@@ -58,17 +58,30 @@ def _ids(pages, key: str, what: str) -> set[str]:
     return ids
 
 
-class ServerCases:
-    what = "Case API v2"
+class _Server:
+    """A list API read by range: its pages and the id of its records."""
+
+    what: str
+    key: str
 
     def __init__(self, client: CommCareClient, domain: str, page_size: int):
         self.client, self.domain, self.page_size = client, domain, page_size
 
+    def _pages(self, span: Range, limit: int):
+        raise NotImplementedError
+
     def count(self, span: Range) -> int:
-        return _count(case_pages(self.client, self.domain, limit=1, since=span.start, until=span.end))
+        return _count(self._pages(span, 1))
 
     def ids(self, span: Range) -> set[str]:
-        return _ids(case_pages(self.client, self.domain, limit=self.page_size, since=span.start, until=span.end), "case_id", self.what)
+        return _ids(self._pages(span, self.page_size), self.key, self.what)
+
+
+class ServerCases(_Server):
+    what, key = "Case API v2", "case_id"
+
+    def _pages(self, span: Range, limit: int):
+        return case_pages(self.client, self.domain, limit=limit, since=span.start, until=span.end)
 
     def confirm_missing(self, ids: list[str]) -> set[str]:
         """Those of ``ids`` the bulk fetch reports as not found."""
@@ -100,17 +113,11 @@ def _not_found(body: dict[str, Any], asked: set[str]) -> set[str]:
     return missing & asked
 
 
-class ServerForms:
-    what = "Form API v0.5"
+class ServerForms(_Server):
+    what, key = "Form API v0.5", "id"
 
-    def __init__(self, client: CommCareClient, domain: str, page_size: int):
-        self.client, self.domain, self.page_size = client, domain, page_size
-
-    def count(self, span: Range) -> int:
-        return _count(form_pages(self.client, self.domain, limit=1, since=span.start, until=span.end))
-
-    def ids(self, span: Range) -> set[str]:
-        return _ids(form_pages(self.client, self.domain, limit=self.page_size, since=span.start, until=span.end), "id", self.what)
+    def _pages(self, span: Range, limit: int):
+        return form_pages(self.client, self.domain, limit=limit, since=span.start, until=span.end)
 
     def confirm_missing(self, ids: list[str]) -> set[str]:
         # the Form API has no bulk fetch; a form re-indexed since it was stored is read again by the next
