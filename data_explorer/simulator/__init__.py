@@ -8,13 +8,14 @@ reproduces, ``schema`` for the shape of the data, and ``control`` for the
 """
 
 from data_explorer.simulator.config import (
-    DEMO_API_KEY, DEMO_USER, OTHER_API_KEY, OTHER_USER, DomainConfig, FaultConfig, FaultRule, SimulatorConfig,
-    WebUser, demo_config,
+    DEMO_API_KEY, DEMO_USER, OTHER_API_KEY, OTHER_USER, DomainConfig, FaultConfig, FaultRule, Quota, SimulatorConfig,
+    WebUser, WireBehaviour, demo_config,
 )
+from data_explorer.simulator.mutation import Mutation
 
 __all__ = [
     "DEMO_API_KEY", "DEMO_USER", "OTHER_API_KEY", "OTHER_USER", "DomainConfig", "FaultConfig", "FaultRule",
-    "RunningSimulator", "SimulatorConfig", "WebUser", "demo_config", "serve",
+    "Mutation", "Quota", "RunningSimulator", "SimulatorConfig", "WebUser", "WireBehaviour", "demo_config", "serve",
 ]
 
 

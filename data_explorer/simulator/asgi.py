@@ -39,6 +39,16 @@ class Request:
             host = f"{server[0]}:{server[1]}"
         return f"{self.scope.get('scheme', 'http')}://{host}"
 
+    @property
+    def port(self) -> str:
+        """The port the client connected to, as its Host header names it (else the server's)."""
+        host = self.headers.get("host", "")
+        name, colon, port = host.rpartition(":")
+        if colon and port.isdigit() and not name.endswith(":"):
+            return port
+        server = self.scope.get("server") or ("127.0.0.1", 80)
+        return str(server[1])
+
     async def body(self) -> bytes:
         chunks, size = [], 0
         while True:

@@ -3,10 +3,15 @@
 Order is ``indexed_on`` then ``case_id``. Base cases (data version 0) occupy
 positions ``0 .. n_base-1`` in groups of four; about a third of the groups
 share one ``indexed_on`` instant, and within such a group the order is by id.
-Every change made later (an update, or a new case) is appended to a *tail*
-with a later timestamp, so updated cases move to the end as in CommCare; the
-record they supersede stays in place but is no longer live. Only touched cases
-take memory.
+Every change made later (an update, or a new case) goes to a *tail* kept in
+the same order, usually at its end, so updated cases move to the end as in
+CommCare; a change indexed late goes to its place within the tail. The record
+a change supersedes stays in place but is no longer live; a deleted case
+leaves no live record. Only touched cases take memory.
+
+A quarter of the groups are *legacy* records, stored at whole seconds (all
+their timestamps), as CommCare's older records were; they need a spacing of
+two seconds or more between positions, so that flooring keeps the order.
 """
 
 from __future__ import annotations
@@ -17,7 +22,10 @@ from typing import Iterator
 
 from data_explorer.simulator.pools import ASCII, FIRST_NAMES, RAW, SURNAMES, UTF8, Value, concat, esc, raw
 from data_explorer.simulator.schema import CASE_PROPERTIES, SLOT_TYPES, VALUE_FUNCTIONS, VALUE_TABLES, parent_index
-from data_explorer.simulator.synth import DAY_US, MASK64, US, fmt_date, fmt_ts, make_tag, mix64, record_id, stable_hash
+from data_explorer.simulator.stamps import PLAIN, Printer
+from data_explorer.simulator.synth import (
+    DAY_US, MASK64, US, floor_second, fmt_date, fmt_ts, make_tag, mix64, record_id, stable_hash,
+)
 
 _GOLD, _SILVER = 0x9E3779B97F4A7C15, 0xD1B54A32D192ED03
 _MEMO = 16_384  # entries kept by each small cache of recent values
@@ -36,7 +44,8 @@ class CaseState:
     time: int  # indexed_on of this version, microseconds
     opened: int  # date_opened, microseconds
     new: bool  # created after data version 0
-    offset: int  # where this version sits in the tail
+    offset: int  # where this version sits in the tail; -1 for a deleted case
+    deleted: bool = False
 
 
 class CaseSpace:
@@ -51,6 +60,7 @@ class CaseSpace:
         self.start = start
         self.spacing = max(1000, span // max(n_base, 1) // 1000 * 1000)  # whole milliseconds
         self._jitter = max(1, self.spacing // 2000)  # a group's offset: less than half a spacing, in ms
+        self.legacy_ok = self.spacing >= 2 * US  # flooring a group to its second keeps it after the one before
         self.states: dict[int, CaseState] = {}
         self.tail: list[tuple[int, str, int, int]] = []  # (time, case_id, index, version), sorted
         self.moved: list[int] = []  # base positions whose case has a newer version in the tail, sorted
@@ -99,7 +109,12 @@ class CaseSpace:
         group = index >> 2
         g_hash = self._group_hashes.get(group) or self._group_hash(group)
         slot = (index & ~3) if g_hash % 3 == 0 else index  # a third of the groups share one instant
-        return self.start + slot * self.spacing + (g_hash >> 8) % self._jitter * 1000
+        time = self.start + slot * self.spacing + (g_hash >> 8) % self._jitter * 1000
+        return floor_second(time) if (g_hash >> 4) & 3 == 3 and self.legacy_ok else time
+
+    def legacy(self, index: int) -> bool:
+        """Whether base case ``index`` is an old record, stored at whole seconds."""
+        return self.legacy_ok and (self._group_hash(index >> 2) >> 4) & 3 == 3
 
     def group(self, group: int) -> list[tuple[int, str]]:
         """(index, case_id) of one group of four base positions, in order."""
@@ -168,21 +183,28 @@ class CaseSpace:
         for position in range(max(position, n_base), stop):
             _, _, index, version = tail[position - n_base]
             state = states[index]
-            if state.version == version:
+            if state.version == version and not state.deleted:
                 yield position, index, state
 
     def lookup(self, index: int) -> tuple[bool, CaseState | None]:
-        """Whether case ``index`` exists, and its state if it was touched."""
-        return index < self.n_total, self.states.get(index)
+        """Whether case ``index`` exists (was created and not deleted), and its state if it was touched."""
+        state = self.states.get(index)
+        return index < self.n_total and not (state is not None and state.deleted), state
+
+    def is_live(self, index: int) -> bool:
+        return self.lookup(index)[0]
 
     # --- change ---------------------------------------------------------------------------
 
     def touch(self, index: int, time: int) -> None:
-        """A new version of an existing case (an update), or version 0 of a new one, at ``time``."""
+        """A new version of an existing case (an update), or version 0 of a new one, indexed at ``time``.
+
+        ``time`` is usually later than every change before it; one indexed late takes its place in the order.
+        """
+        case_id = record_id(self.tag, index)
+        offset = self._tail_slot(time, case_id)  # before reading the state: it may move the state's offset
         state = self.states.get(index)
-        offset = len(self.tail)
-        if self.tail:
-            assert time > self.tail[-1][0], "changes are made in time order"
+        assert state is None or not state.deleted, "a deleted case is not changed"
         if index >= self.n_total:
             assert index == self.n_total, "new cases are created in index order"
             self.n_total += 1
@@ -195,7 +217,32 @@ class CaseSpace:
             bisect.insort(self.stale, state.offset)
             new_state = CaseState(state.version + 1, time, state.opened, state.new, offset)
         self.states[index] = new_state
-        self.tail.append((time, record_id(self.tag, index), index, new_state.version))
+        self.tail.insert(offset, (time, case_id, index, new_state.version))
+
+    def _tail_slot(self, time: int, case_id: str) -> int:
+        """Where a tail entry at (time, case_id) goes; the offsets after it move one place on."""
+        tail = self.tail
+        if not tail or (time, case_id) > tail[-1][:2]:
+            return len(tail)
+        assert time > self.start + self.n_base * self.spacing, "changes come after the base data"
+        at = bisect.bisect_left(tail, (time, case_id))
+        self.stale = [o + (o >= at) for o in self.stale]
+        for index, state in self.states.items():
+            if state.offset >= at:
+                self.states[index] = CaseState(state.version, state.time, state.opened, state.new, state.offset + 1,
+                                               state.deleted)
+        return at
+
+    def delete(self, index: int) -> None:
+        """Case ``index`` is deleted: it leaves every list and lookup (CommCare removes it from the index)."""
+        state = self.states.get(index)
+        assert index < self.n_total and not (state is not None and state.deleted), "only a live case is deleted"
+        if state is None:
+            bisect.insort(self.moved, self.base_position(index))
+            self.states[index] = CaseState(0, self.base_time(index), self._base_times(index)[3], False, -1, True)
+        else:
+            bisect.insort(self.stale, state.offset)
+            self.states[index] = CaseState(state.version, state.time, state.opened, state.new, -1, True)
 
     # --- values ---------------------------------------------------------------------------
 
@@ -204,7 +251,8 @@ class CaseSpace:
 
     def _base_times(self, index: int) -> tuple[int, int, int, int]:
         """(indexed_on, server_last_modified, last_modified, date_opened) of version 0."""
-        return self._times(self.base_time(index), self._hash(index, 0), None)
+        times = self._times(self.base_time(index), self._hash(index, 0), None)
+        return tuple(map(floor_second, times)) if self.legacy(index) else times  # type: ignore[return-value]
 
     @staticmethod
     def _times(time: int, h: int, opened: int | None) -> tuple[int, int, int, int]:
@@ -218,11 +266,14 @@ class CaseSpace:
     def values(self, index: int, state: CaseState | None) -> "CaseValues":
         version = state.version if state else 0
         h = mix64(self.salt + index * _GOLD + version * _SILVER)
+        legacy = False
         if state is None:
             time = self.base_time(index)
             server = time - (h & 0x3F) * 1000
             phone = server - ((h >> 16) % 3600) * US
             times = (time, server, phone, phone - ((h >> 28) % 20) * DAY_US)
+            if self.legacy_ok and self.legacy(index):
+                legacy, times = True, tuple(map(floor_second, times))
         else:
             times = self._times(state.time, h, state.opened)
         case_type = SLOT_TYPES[index & 7]
@@ -239,18 +290,28 @@ class CaseSpace:
         else:
             name, external = "Visit " + fmt_date(times[3]), None
         case_id = self._ids.get(index) or self.case_id(index)
-        return CaseValues(index, case_id, case_type, name, external, owner, times, closed, h)
+        return CaseValues(index, case_id, case_type, name, external, owner, times, closed, h, legacy)
 
 
 class CaseValues:
-    """Every field of one case version, values as ``pools`` values (raw and escaped)."""
+    """Every field of one case version, values as ``pools`` values (raw and escaped).
 
-    __slots__ = ("index", "case_id", "case_type", "name", "external_id", "owner_id", "times", "closed", "h", "_props")
+    ``times`` are the values the order and the filters use (``indexed_on`` at the index's precision)."""
 
-    def __init__(self, index, case_id, case_type, name, external_id, owner_id, times, closed, h):
+    __slots__ = ("index", "case_id", "case_type", "name", "external_id", "owner_id", "times", "closed", "h", "legacy",
+                 "_props")
+
+    def __init__(self, index, case_id, case_type, name, external_id, owner_id, times, closed, h, legacy=False):
         self.index, self.case_id, self.case_type, self.name = index, case_id, case_type, name
         self.external_id, self.owner_id, self.times, self.closed, self.h = external_id, owner_id, times, closed, h
+        self.legacy = legacy
         self._props: dict[str, str] | None = None
+
+    def indexed_on_text(self, printer: Printer = PLAIN) -> str:
+        """``indexed_on`` as printed: the stored value, which the next page's cursor carries too."""
+        if printer.plain:
+            return fmt_ts(self.times[0])
+        return printer.text(printer.stored_indexed_on(self.times[0], self.h, self.legacy), self.h)
 
     @property
     def date_closed(self) -> int | None:
@@ -331,7 +392,7 @@ _INDEX_JSON = {
 }
 
 
-def render(space: CaseSpace, v: CaseValues, mode: int = ASCII) -> str:
+def render(space: CaseSpace, v: CaseValues, mode: int = ASCII, printer: Printer = PLAIN) -> str:
     """One case as Case API v2 JSON text (separators as Django's: ", " and ": ")."""
     indexed, server, phone, opened = v.times
     link = _INDEX_JSON.get(v.case_type)
@@ -342,13 +403,18 @@ def render(space: CaseSpace, v: CaseValues, mode: int = ASCII) -> str:
         indices = ""
     name = v.name if type(v.name) is str else v.name[mode]
     external = "null" if v.external_id is None else f'"{v.external_id}"'
-    last_modified = fmt_ts(phone)
+    if printer.plain:
+        opened_text, last_modified, server_text, indexed_text = fmt_ts(opened), fmt_ts(phone), fmt_ts(server), fmt_ts(indexed)
+    else:
+        text, h = printer.text, v.h
+        opened_text, last_modified, server_text = text(opened, h), text(phone, h), text(server, h)
+        indexed_text = v.indexed_on_text(printer)
     closed = f'true, "date_closed": "{last_modified}"' if v.closed else 'false, "date_closed": null'
     return (
         f'{{"domain": "{space.domain}", "case_id": "{v.case_id}", "case_type": "{v.case_type}", '
         f'"case_name": "{name}", "external_id": {external}, "owner_id": "{v.owner_id}", '
-        f'"date_opened": "{fmt_ts(opened)}", "last_modified": "{last_modified}", '
-        f'"server_last_modified": "{fmt_ts(server)}", "indexed_on": "{fmt_ts(indexed)}", "closed": {closed}, '
+        f'"date_opened": "{opened_text}", "last_modified": "{last_modified}", '
+        f'"server_last_modified": "{server_text}", "indexed_on": "{indexed_text}", "closed": {closed}, '
         f'"properties": {{{", ".join(properties(v.case_type, v.h, mode))}}}, "indices": {{{indices}}}}}'
     )
 

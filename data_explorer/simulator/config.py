@@ -157,6 +157,96 @@ def _number(value: object, name: str) -> float:
 
 
 @dataclass(frozen=True)
+class Quota:
+    """CommCare's API rate limits, per minute: a 429 once a window's requests are used up.
+
+    Case API v2 answers it with an empty body and ``Retry-After`` (seconds to the window's end);
+    v0.5 resources with a bare 429 (``corehq/apps/api/decorators.py``, ``resources/meta.py``).
+    A throttled request is not counted, as CommCare counts only the requests it serves."""
+
+    per_domain_per_minute: int | None = None
+    """Requests one project space serves in a minute, whoever asks; None: no limit."""
+    per_user_per_minute: int | None = None
+    """Requests one API user makes in a minute, to any project space; None: no limit."""
+
+    def __post_init__(self) -> None:
+        for name in ("per_domain_per_minute", "per_user_per_minute"):
+            value = getattr(self, name)
+            if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
+                raise ValueError(f"{name} must be a whole number of requests, 1 or more (or null for no limit)")
+
+    @property
+    def active(self) -> bool:
+        return self.per_domain_per_minute is not None or self.per_user_per_minute is not None
+
+
+@dataclass(frozen=True)
+class WireBehaviour:
+    """How CommCare HQ serves records over time, each behaviour a switch, all off by default.
+
+    Kept apart from the project spaces (``DomainConfig``): these are the server's ways, not the data.
+    Every switch can be changed while serving (``PUT /_sim/behaviour``, ``RunningSimulator.set_behaviour``).
+    """
+
+    millisecond_order: bool = False
+    """Order and filter ``indexed_on`` at the search index's millisecond precision, ties by id (Case API v2)
+    or by submission (Form API), while printing the stored value with its microseconds: within one
+    millisecond the printed values go backwards (``corehq/apps/hqcase/api/get_list.py``)."""
+    mixed_timestamps: bool = False
+    """Print the timestamps of records in several spellings of the same instant, as CommCare prints older
+    records: 6, 3 or no fractional digits, with ``Z``, with ``+00:00`` or with neither."""
+    strict_form_dates: bool = False
+    """The Form API's date parameters accept exactly CommCare's formats (``YYYY-MM-DD``,
+    ``YYYY-MM-DDTHH:MM:SS``, ``YYYY-MM-DDTHH:MM:SS.ffffff``, ``YYYY-MM-DDTHH:MMZ``; ``corehq/apps/api/es.py``)
+    and a date alone means its midnight, for ``_end`` too; anything else is a 400
+    ``{"error": "Bad query parameter: Unknown date format: ..."}``. Off: ``Z`` is also accepted everywhere and
+    a date alone ends at the end of its day."""
+    quota: Quota = field(default_factory=Quota)
+    """Per-domain and per-user requests per minute; no limit by default."""
+    public_base_url: str | None = None
+    """The base of the absolute Case API v2 ``next`` links (and of form attachment URLs), as CommCare builds
+    them from its own configured address, not the one the client used: ``http://localhost:{port}`` (``{port}``
+    is the port the client connected to). None: the address of the request."""
+
+    def __post_init__(self) -> None:
+        if self.public_base_url is not None and not re.match(r"^https?://[^/?#\s]+$", self.public_base_url):
+            raise ValueError(f"public_base_url {self.public_base_url!r}: use scheme://host[:port], without a path")
+
+    @classmethod
+    def from_json(cls, data: object) -> "WireBehaviour":
+        """From the body of ``PUT /_sim/behaviour`` (the keys of ``to_json``, each optional). ValueError when
+        malformed."""
+        if not isinstance(data, dict):
+            raise ValueError("expected a JSON object")
+        unknown = set(data) - {"millisecond_order", "mixed_timestamps", "strict_form_dates", "quota", "public_base_url"}
+        if unknown:
+            raise ValueError(f"unknown keys: {', '.join(sorted(unknown))}")
+        switches = {}
+        for name in ("millisecond_order", "mixed_timestamps", "strict_form_dates"):
+            value = data.get(name, False)
+            if not isinstance(value, bool):
+                raise ValueError(f"{name} must be true or false")
+            switches[name] = value
+        quota = data.get("quota") or {}
+        if not isinstance(quota, dict) or set(quota) - {"per_domain_per_minute", "per_user_per_minute"}:
+            raise ValueError("quota is an object with per_domain_per_minute and/or per_user_per_minute")
+        base = data.get("public_base_url")
+        if base is not None and not isinstance(base, str):
+            raise ValueError("public_base_url must be a string or null")
+        return cls(**switches, quota=Quota(**quota), public_base_url=base)
+
+    def to_json(self) -> dict:
+        return {
+            "millisecond_order": self.millisecond_order,
+            "mixed_timestamps": self.mixed_timestamps,
+            "strict_form_dates": self.strict_form_dates,
+            "quota": {"per_domain_per_minute": self.quota.per_domain_per_minute,
+                      "per_user_per_minute": self.quota.per_user_per_minute},
+            "public_base_url": self.public_base_url,
+        }
+
+
+@dataclass(frozen=True)
 class SimulatorConfig:
     domains: tuple[DomainConfig, ...]
     users: tuple[WebUser, ...]
@@ -168,7 +258,9 @@ class SimulatorConfig:
     """Seconds an OAuth refresh token lives (CommCare: 15 days)."""
     faults: FaultConfig = field(default_factory=FaultConfig)
     control_api: bool = True
-    """Serve ``/_sim/`` (state, mutate, faults, stats, reset, clock) without CommCare auth."""
+    """Serve ``/_sim/`` (state, mutate, faults, behaviour, stats, reset, clock) without CommCare auth."""
+    behaviour: WireBehaviour = field(default_factory=WireBehaviour)
+    """How records are served over time: CommCare's ways, each off by default."""
 
     def __post_init__(self) -> None:
         names = [d.name for d in self.domains]
@@ -186,6 +278,9 @@ class SimulatorConfig:
     def with_faults(self, faults: FaultConfig) -> "SimulatorConfig":
         return replace(self, faults=faults)
 
+    def with_behaviour(self, behaviour: WireBehaviour) -> "SimulatorConfig":
+        return replace(self, behaviour=behaviour)
+
 
 DEMO_USER = "demo@example.org"
 DEMO_API_KEY = "demo-api-key"
@@ -202,6 +297,7 @@ def demo_config(
     seed: int = 7,
     token_ttl: float = 15 * 60,
     faults: FaultConfig | None = None,
+    behaviour: WireBehaviour | None = None,
 ) -> SimulatorConfig:
     """The demo setup: the demo user belongs to the first domain, the other user to the rest.
 
@@ -217,5 +313,6 @@ def demo_config(
     people = [WebUser(DEMO_USER, DEMO_API_KEY, (first,), "Demo", "User")]
     people.append(WebUser(OTHER_USER, OTHER_API_KEY, rest, "Other", "Person"))
     return SimulatorConfig(
-        domains=tuple(spaces), users=tuple(people), seed=seed, token_ttl=token_ttl, faults=faults or FaultConfig()
+        domains=tuple(spaces), users=tuple(people), seed=seed, token_ttl=token_ttl, faults=faults or FaultConfig(),
+        behaviour=behaviour or WireBehaviour(),
     )

@@ -2,8 +2,10 @@
 
 - ``GET  /_sim/state``   data version, and counts per project space: ``cases``, ``forms`` (archived ones
   included; ``forms_archived`` of them), ``users`` (active; ``users_archived`` besides), ``apps``
-- ``POST /_sim/mutate``  ``{"domain", "update_cases", "new_cases", "new_forms"}`` → the ids touched
+- ``POST /_sim/mutate``  ``{"domain", ...}`` and the fields of ``Mutation`` (updates, new records,
+  deletions, archives, unarchives, by count or by id; ``late_by``, ``visible_after``) → the ids changed
 - ``GET  /_sim/faults``, ``PUT /_sim/faults``  the fault configuration (see ``FaultConfig.from_json``)
+- ``GET  /_sim/behaviour``, ``PUT /_sim/behaviour``  how records are served (see ``WireBehaviour.from_json``)
 - ``GET  /_sim/stats``   requests per endpoint and status, faults fired
 - ``POST /_sim/reset``   data back to version 0, stats and faults as configured; ``{"tokens": true}`` also
   forgets every OAuth token
@@ -17,7 +19,8 @@ from typing import Any
 
 from data_explorer.simulator import wire
 from data_explorer.simulator.asgi import Request, Response
-from data_explorer.simulator.config import FaultConfig
+from data_explorer.simulator.config import FaultConfig, WireBehaviour
+from data_explorer.simulator.mutation import Mutation
 from data_explorer.simulator.queries import bad_request, error
 from data_explorer.simulator.runtime import Runtime
 
@@ -39,25 +42,19 @@ async def state(rt: Runtime, req: Request) -> Response:
         "seed": rt.config.seed,
         "token_ttl": rt.config.token_ttl,
         "faults": rt.faults.config.to_json(),
+        "behaviour": rt.behaviour.to_json(),
     }))
 
 
 def mutate_now(rt: Runtime, data: dict[str, Any]) -> dict[str, Any]:
     """Apply a mutation request; ValueError or KeyError when it is malformed."""
-    unknown = set(data) - {"domain", "update_cases", "new_cases", "new_forms"}
-    if unknown:
-        raise ValueError(f"unknown keys: {', '.join(sorted(unknown))}")
-    domain = data.get("domain")
+    changes = dict(data)
+    domain = changes.pop("domain", None)
+    mutation = Mutation.from_json(changes)
     if domain not in rt.dataset.spaces:
         raise KeyError(f"no project space {domain!r}")
-    result = rt.dataset.mutate(
-        domain,
-        update_cases=data.get("update_cases", 0),
-        new_cases=data.get("new_cases", 0),
-        new_forms=data.get("new_forms", 0),
-    )
-    rt.cache.clear()
-    rt.prefetch.clear()
+    result = rt.dataset.mutate(domain, **{name: getattr(mutation, name) for name in changes})
+    rt.data_changed()
     return result
 
 
@@ -82,6 +79,19 @@ async def put_faults(rt: Runtime, req: Request) -> Response:
         raise bad_request(str(exc)) from None
     rt.faults.set(config)
     return Response(200, wire.dumps(config.to_json()))
+
+
+async def get_behaviour(rt: Runtime, req: Request) -> Response:
+    return Response(200, wire.dumps(rt.behaviour.to_json()))
+
+
+async def put_behaviour(rt: Runtime, req: Request) -> Response:
+    try:
+        behaviour = WireBehaviour.from_json(await _json(req))
+    except (TypeError, ValueError) as exc:
+        raise bad_request(str(exc)) from None
+    rt.set_behaviour(behaviour)
+    return Response(200, wire.dumps(behaviour.to_json()))
 
 
 async def stats(rt: Runtime, req: Request) -> Response:

@@ -25,7 +25,7 @@ from data_explorer.simulator.queries import (
 )
 from data_explorer.simulator.runtime import Runtime
 from data_explorer.simulator.selection import case_by_external_id, case_by_id, case_page, form_by_id, form_page
-from data_explorer.simulator.synth import fmt_ts, parse_id
+from data_explorer.simulator.synth import parse_id
 
 USER_DEFAULT_LIMIT, USER_MAX_LIMIT = 20, 1000
 
@@ -34,13 +34,27 @@ def _space(rt: Runtime, req: Request) -> ProjectSpace:
     return rt.dataset.spaces[req.match["domain"]]
 
 
+def _listed_space(rt: Runtime, req: Request) -> ProjectSpace:
+    """The space of a list request, counted: late changes that are due become visible before it is answered."""
+    space = _space(rt, req)
+    if space.list_request():
+        rt.data_changed()
+    return space
+
+
+def _link_base(rt: Runtime, req: Request) -> str:
+    """The base of absolute links: CommCare builds them from its own address, not the one the client used."""
+    public = rt.behaviour.public_base_url
+    return req.base_url if public is None else public.replace("{port}", req.port)
+
+
 # --- Case API v2 -------------------------------------------------------------------------------
 
 
 async def case_list(rt: Runtime, req: Request) -> Response:
-    space = _space(rt, req)
-    base, path = req.base_url, req.path
-    key = (id(space), space.version, base, path, req.scope["query_string"])
+    space = _listed_space(rt, req)
+    base, path = _link_base(rt, req), req.path
+    key = (id(space), space.revision, base, path, req.scope["query_string"])
     prefetched = rt.prefetch.take(key)
     body = next_query = None
     if prefetched is not None:
@@ -52,7 +66,7 @@ async def case_list(rt: Runtime, req: Request) -> Response:
         body, next_query = _case_list_body(rt, space, req.pairs, base, path)
     if next_query is not None:
         rt.prefetch.submit(
-            (id(space), space.version, base, path, next_query.encode()),
+            (id(space), space.revision, base, path, next_query.encode()),
             functools.partial(_case_list_body, rt, space, parse_qsl(next_query), base, path),
         )
     return Response(200, body)
@@ -61,16 +75,16 @@ async def case_list(rt: Runtime, req: Request) -> Response:
 def _case_list_body(rt: Runtime, space: ProjectSpace, pairs: list[tuple[str, str]], base: str,
                     path: str) -> tuple[bytes, str | None]:
     """A Case API v2 list page, and the query string of the next page if there is one."""
-    query = parse_case_query(pairs)
+    query = parse_case_query(pairs, rt.behaviour.millisecond_order)
     matching, page = case_page(space, query, rt.cache)
-    cases = space.cases
+    cases, printer = space.cases, rt.printer
     rendered, last = [], None
     for index, state in page:
         last = cases.values(index, state)
-        rendered.append(render_case(cases, last, ASCII))
+        rendered.append(render_case(cases, last, ASCII, printer))
     next_query = None
-    if last is not None and len(page) == query.limit:
-        next_query = urlencode({"cursor": encode_cursor(query.params, fmt_ts(last.times[0]), last.case_id)})
+    if last is not None and len(page) == query.limit:  # the cursor carries the last record's stored indexed_on
+        next_query = urlencode({"cursor": encode_cursor(query.params, last.indexed_on_text(printer), last.case_id)})
     return wire.case_list(rendered, matching, f"{base}{path}?{next_query}" if next_query else None), next_query
 
 
@@ -81,8 +95,8 @@ async def case_detail(rt: Runtime, req: Request) -> Response:
         found = case_by_id(space, ids[0])
         if found is None:
             raise _missing(rt, space, ids[0])
-        return Response(200, render_case(space.cases, space.cases.values(*found), ASCII).encode())
-    return Response(200, _bulk(space, ids, []))
+        return Response(200, render_case(space.cases, space.cases.values(*found), ASCII, rt.printer).encode())
+    return Response(200, _bulk(rt, space, ids, []))
 
 
 async def case_bulk_fetch(rt: Runtime, req: Request) -> Response:
@@ -97,10 +111,10 @@ async def case_bulk_fetch(rt: Runtime, req: Request) -> Response:
     for name, values in (("case_ids", case_ids), ("external_ids", external_ids)):
         if not isinstance(values, list) or not all(isinstance(v, str) for v in values):
             raise bad_request(f"'{name}' must be a list of strings.")
-    return Response(200, _bulk(space, case_ids, external_ids))
+    return Response(200, _bulk(rt, space, case_ids, external_ids))
 
 
-def _bulk(space: ProjectSpace, case_ids: list[str], external_ids: list[str]) -> bytes:
+def _bulk(rt: Runtime, space: ProjectSpace, case_ids: list[str], external_ids: list[str]) -> bytes:
     if len(case_ids) + len(external_ids) > CASE_MAX_LIMIT:
         raise bad_request(f"You cannot request more than {CASE_MAX_LIMIT} cases per request.")
     results, missing = [], 0
@@ -110,14 +124,14 @@ def _bulk(space: ProjectSpace, case_ids: list[str], external_ids: list[str]) -> 
             results.append(wire.missing_case(case_id=case_id))
             missing += 1
         else:
-            results.append(render_case(space.cases, space.cases.values(*found), ASCII))
+            results.append(render_case(space.cases, space.cases.values(*found), ASCII, rt.printer))
     for external_id in external_ids:
         found = case_by_external_id(space, external_id)
         if found is None:
             results.append(wire.missing_case(external_id=external_id))
             missing += 1
         else:
-            results.append(render_case(space.cases, space.cases.values(*found), ASCII))
+            results.append(render_case(space.cases, space.cases.values(*found), ASCII, rt.printer))
     return wire.case_bulk(results, missing)
 
 
@@ -133,10 +147,10 @@ def _missing(rt: Runtime, space: ProjectSpace, case_id: str) -> ApiError:
 
 
 async def form_list(rt: Runtime, req: Request) -> Response:
-    space = _space(rt, req)
-    query = parse_form_query(req.pairs)
-    base = req.base_url
-    key = ("forms", id(space), space.version, base, _form_key(query))
+    space = _listed_space(rt, req)
+    query = parse_form_query(req.pairs, rt.behaviour.strict_form_dates, rt.behaviour.millisecond_order)
+    base = _link_base(rt, req)
+    key = ("forms", id(space), space.revision, base, _form_key(query))
     prefetched = rt.prefetch.take(key)
     result = None
     if prefetched is not None:
@@ -150,7 +164,7 @@ async def form_list(rt: Runtime, req: Request) -> Response:
     following = _next_form_query(query, instants)
     if following is not None:
         rt.prefetch.submit(
-            ("forms", id(space), space.version, base, _form_key(following)),
+            ("forms", id(space), space.revision, base, _form_key(following)),
             functools.partial(_form_objects, rt, space, following, base),
         )
     body = wire.tastypie_list(objects, limit=query.limit, offset=query.offset, total=total, path=req.path, pairs=req.pairs)
@@ -160,7 +174,7 @@ async def form_list(rt: Runtime, req: Request) -> Response:
 def _form_objects(rt: Runtime, space: ProjectSpace, query: FormQuery, base: str) -> tuple[int, list[str], list[int]]:
     """(total count, the page's forms as JSON text, their indexed_on instants)."""
     total, page = form_page(space, query, rt.cache)
-    return total, [space.forms.render(d, base) for d in page], [d.indexed for d in page]
+    return total, [space.forms.render(d, base, rt.printer) for d in page], [d.indexed for d in page]
 
 
 def _form_key(query: FormQuery) -> tuple:
@@ -192,7 +206,7 @@ async def form_detail(rt: Runtime, req: Request) -> Response:
     desc = form_by_id(space, req.match["id"])
     if desc is None:
         return empty(404)
-    return Response(200, space.forms.render(desc, req.base_url).encode())
+    return Response(200, space.forms.render(desc, _link_base(rt, req), rt.printer).encode())
 
 
 # --- User API v0.5 -----------------------------------------------------------------------------

@@ -6,13 +6,22 @@ that family (the household, one to three patients, their visits). Forms added
 later (``FormSpace.add``) are kept as small descriptors in a tail. Every third
 pair of forms shares one timestamp; ``received_on``, ``indexed_on`` and
 ``server_modified_on`` all grow with the position, so date filters become
-position ranges. Base form ``j`` is archived when ``j % 53 == 52``.
+position ranges. Base form ``j`` is archived when ``j % 53 == 52``. A quarter
+of the pairs are *legacy* records stored at whole seconds, where flooring
+keeps them after the pair before.
+
+A form's *number* names it (its id); base form ``j`` is number ``j``. Forms
+archived, unarchived or deleted later, or indexed late, make the space
+*irregular*: an archived or unarchived form is indexed again (a new entry in
+the tail, with later ``indexed_on`` and ``server_modified_on``), a deleted one
+leaves, and the tail is no longer in the order of every time field. The
+selection then sorts what it serves instead of computing positions.
 """
 
 from __future__ import annotations
 
 import bisect
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from data_explorer.simulator.cases import CaseSpace
 from data_explorer.simulator.pools import UTF8, Value, esc
@@ -20,7 +29,10 @@ from data_explorer.simulator.schema import (
     APP_OF_KIND, CASE_XMLNS, FAMILY, FORM_KINDS, HOST_SLOT, META_XMLNS, PATIENT_SLOTS, SLOT_TYPES, VISIT_SLOTS, CaseSlot, FormKind,
     Group, Question, parent_index, value,
 )
-from data_explorer.simulator.synth import MASK64, US, fmt_naive, fmt_ts, make_tag, mix64, record_id, stable_hash
+from data_explorer.simulator.stamps import PLAIN, Printer
+from data_explorer.simulator.synth import (
+    MASK64, US, floor_second, fmt_naive, fmt_ts, make_tag, mix64, record_id, stable_hash,
+)
 
 ARCHIVE_EVERY = 53  # base form j is archived when j % 53 == 52
 KIND_INDEX = {kind.key: k for k, kind in enumerate(FORM_KINDS)}
@@ -51,6 +63,7 @@ class FormDesc:
     server: int
     archived: bool
     user: int  # index of the mobile worker who submitted it
+    legacy: bool = False  # an old record: stored at whole seconds
 
     def case_indices(self) -> set[int]:
         return {i for _, indices in self.roles for i in indices}
@@ -70,6 +83,12 @@ class FormSpace:
         self.start = start
         self.spacing = max(4000, span // max(n_base, 1) // 1000 * 1000)  # whole milliseconds
         self.tail: list[FormDesc] = []
+        self.next_number = n_base
+        self.entry: dict[int, int] = {}  # number -> tail offset of the form's current entry
+        self.moved: set[int] = set()  # base numbers whose record is superseded or deleted
+        self.stale: set[int] = set()  # tail offsets superseded or deleted
+        self.deleted: set[int] = set()
+        self.irregular = False
 
     @property
     def positions(self) -> int:
@@ -80,12 +99,29 @@ class FormSpace:
 
     # --- base forms -----------------------------------------------------------------------
 
-    def _times(self, j: int) -> tuple[int, int, int]:
-        pair_hash = mix64(self.salt ^ (j >> 1))
+    def _raw_times(self, j: int, pair_hash: int) -> tuple[int, int, int]:
         slot = (j & ~1) if pair_hash % 3 == 0 else j
         received = self.start + slot * self.spacing + (pair_hash >> 8) % (self.spacing // 2000) * 1000
         lag = (pair_hash >> 40) % (self.spacing // 4000) * 2000
         return received, received + lag, received + lag // 2
+
+    def _legacy_pair(self, pair: int, pair_hash: int) -> bool:
+        """A quarter of the pairs, where flooring the first one's times to whole seconds keeps every field
+        at or after the pair before (the second is at or after the first, floored or not)."""
+        if (pair_hash >> 4) & 3 != 3:
+            return False
+        if pair == 0:
+            return True
+        first = self._raw_times(2 * pair, pair_hash)
+        before = self._raw_times(2 * pair - 1, mix64(self.salt ^ (pair - 1)))
+        return all(floor_second(a) >= b for a, b in zip(first, before))
+
+    def _times(self, j: int) -> tuple[int, int, int]:
+        pair_hash = mix64(self.salt ^ (j >> 1))
+        times = self._raw_times(j, pair_hash)
+        if (pair_hash >> 4) & 3 == 3 and self._legacy_pair(j >> 1, pair_hash):
+            return floor_second(times[0]), floor_second(times[1]), floor_second(times[2])
+        return times
 
     def describe(self, position: int) -> FormDesc:
         if position >= self.n_base:
@@ -121,7 +157,9 @@ class FormSpace:
             created = frozenset((visits[-1],))
         received, indexed, server = self._times(j)
         user = self.cases.owner_index(base)
-        return FormDesc(j, kind, roles, created, received, indexed, server, j % ARCHIVE_EVERY == ARCHIVE_EVERY - 1, user)
+        legacy = self._legacy_pair(j >> 1, mix64(self.salt ^ (j >> 1)))
+        return FormDesc(j, kind, roles, created, received, indexed, server, j % ARCHIVE_EVERY == ARCHIVE_EVERY - 1, user,
+                        legacy)
 
     # --- later forms ----------------------------------------------------------------------
 
@@ -145,10 +183,72 @@ class FormSpace:
             kind, roles = "record_visit", (("visit", (primary,)),)
         else:
             kind, roles = "visit_outcome", (("visit", (primary,)), ("patient", (base + HOST_SLOT[primary - base],)))
-        desc = FormDesc(self.positions, KIND_INDEX[kind], roles, created, time, time + 2000, time + 1000, False,
+        desc = FormDesc(self.next_number, KIND_INDEX[kind], roles, created, time, time + 2000, time + 1000, False,
                         self.cases.owner_index(base))
-        self.tail.append(desc)
+        self.next_number += 1
+        self._append(desc)
         return desc
+
+    def _append(self, desc: FormDesc) -> None:
+        if self.tail and desc.indexed <= self.tail[-1].indexed:
+            self.irregular = True  # indexed late: the tail leaves the order of its positions
+        self.entry[desc.number] = len(self.tail)
+        self.tail.append(desc)
+
+    def _supersede(self, number: int) -> None:
+        offset = self.entry.pop(number, None)
+        if offset is None:
+            self.moved.add(number)
+        else:
+            self.stale.add(offset)
+        self.irregular = True
+
+    def current(self, number: int) -> FormDesc | None:
+        """The form of this number as it is now; None when deleted or never submitted."""
+        if number in self.deleted:
+            return None
+        offset = self.entry.get(number)
+        if offset is not None:
+            return self.tail[offset]
+        return self.describe(number) if number < self.n_base else None
+
+    def archived_state(self, number: int) -> bool | None:
+        """Whether the form of this number is archived now; None when deleted or never submitted."""
+        if number in self.deleted:
+            return None
+        offset = self.entry.get(number)
+        if offset is not None:
+            return self.tail[offset].archived
+        return number % ARCHIVE_EVERY == ARCHIVE_EVERY - 1 if number < self.n_base else None
+
+    def set_archived(self, number: int, archived: bool, time: int) -> FormDesc:
+        """Archive or unarchive a live form at ``time``: it is indexed again (later ``indexed_on``)."""
+        desc = self.current(number)
+        assert desc is not None and desc.archived != archived, "only a live form changes its archived state"
+        self._supersede(number)
+        changed = replace(desc, archived=archived, indexed=time + 2000, server=time + 1000, legacy=False)
+        self._append(changed)
+        return changed
+
+    def delete(self, number: int) -> None:
+        """A live form is deleted: it leaves every list and lookup."""
+        assert self.current(number) is not None, "only a live form is deleted"
+        self._supersede(number)
+        self.deleted.add(number)
+
+    def live_positions(self) -> list[int]:
+        """The positions of the forms as they are now (one each; deleted ones left out)."""
+        n_base, moved, stale = self.n_base, self.moved, self.stale
+        live = [p for p in range(n_base) if p not in moved] if moved else list(range(n_base))
+        live += [n_base + o for o in range(len(self.tail)) if o not in stale]
+        return live
+
+    def counts(self) -> tuple[int, int]:
+        """(live forms, archived ones among them)."""
+        if not self.irregular:
+            return self.positions, self.archived_before(self.n_base)
+        live = [self.describe(p) for p in self.live_positions()]
+        return len(live), sum(d.archived for d in live)
 
     # --- order ----------------------------------------------------------------------------
 
@@ -175,13 +275,17 @@ class FormSpace:
 
     # --- rendering ------------------------------------------------------------------------
 
-    def render(self, d: FormDesc, base_url: str) -> str:
+    def render(self, d: FormDesc, base_url: str, printer: Printer = PLAIN) -> str:
         kind = FORM_KINDS[d.kind]
         form_id = record_id(self.tag, d.number)
         h = mix64(self.salt ^ (d.number * 0x9E3779B97F4A7C15))
         user_id, username = self.users[d.user]
         app = _app_of(kind)
-        received = fmt_ts(d.received)
+        if printer.plain:
+            received, server, indexed = fmt_ts(d.received), fmt_ts(d.server), fmt_ts(d.indexed)
+        else:
+            received, server = printer.text(d.received, h), printer.text(d.server, h)
+            indexed = printer.text(printer.stored_indexed_on(d.indexed, h, d.legacy), h)
         start = d.received - (5 + h % 25) * 60 * US
         end = d.received - ((h >> 5) % 300) * US
         device = f"sim-device-{d.user:04d}"
@@ -201,11 +305,11 @@ class FormSpace:
             f'"attachments": {{"form.xml": {{"content_type": "text/xml", "length": {len(tree) + 300}, '
             f'"url": "{base_url}/a/{self.domain}/api/form/attachment/{form_id}/form.xml"}}}}, '
             f'"build_id": "{self.build_ids[app]}", "domain": "{self.domain}", "edited_by_user_id": null, '
-            f'"edited_on": null, "form": {tree}, "id": "{form_id}", "indexed_on": "{fmt_ts(d.indexed)}", '
+            f'"edited_on": null, "form": {tree}, "id": "{form_id}", "indexed_on": "{indexed}", '
             f'"initial_processing_complete": true, "is_phone_submission": true, '
             f'"metadata": {{{meta}, "location": null}}, "problem": null, "received_on": "{received}", '
             f'"resource_uri": "/a/{self.domain}/api/v0.5/form/{form_id}/", '
-            f'"server_modified_on": "{fmt_ts(d.server)}", "type": "data", "uiversion": "1", '
+            f'"server_modified_on": "{server}", "type": "data", "uiversion": "1", '
             f'"version": "{self.app_versions[app]}"}}'
         )
 

@@ -9,12 +9,14 @@ from __future__ import annotations
 
 import base64
 import binascii
+import html
 import json
 import re
 from dataclasses import dataclass, field
 from datetime import date, datetime, timezone
 from urllib.parse import parse_qsl, urlencode
 
+from data_explorer.simulator.stamps import truncate_ms
 from data_explorer.simulator.synth import DAY_US, date_us, to_us
 
 CASE_DEFAULT_LIMIT, CASE_MAX_LIMIT = 20, 5000
@@ -85,6 +87,21 @@ def parse_strict(value: str, end: bool) -> int:
     return to_us(datetime.fromisoformat(value.rstrip("Z")))
 
 
+COMMCARE_DATE_FORMATS = ("%Y-%m-%d", "%Y-%m-%dT%H:%M:%S", "%Y-%m-%dT%H:%M:%S.%f", "%Y-%m-%dT%H:%MZ")
+
+
+def parse_commcare_date(value: str) -> int:
+    """Microseconds of a Form API date parameter read exactly as CommCare reads it (``validate_date`` in
+    ``corehq/apps/api/es.py``): the first of its four formats that ``strptime`` takes; a date alone is its
+    midnight, for an end too. ValueError otherwise."""
+    for pattern in COMMCARE_DATE_FORMATS:
+        try:
+            return to_us(datetime.strptime(value, pattern))
+        except ValueError:
+            pass
+    raise ValueError(value)
+
+
 # --- Case API v2 -------------------------------------------------------------------------------
 
 
@@ -104,7 +121,9 @@ class CaseQuery:
     after_text: str | None = None
 
 
-def parse_case_query(pairs: list[tuple[str, str]]) -> CaseQuery:
+def parse_case_query(pairs: list[tuple[str, str]], millisecond: bool = False) -> CaseQuery:
+    """The query of a Case API v2 list request; with ``millisecond`` its instants (filters and the cursor's
+    position) are truncated to the millisecond, as the search index compares them."""
     after = after_text = None
     cursors = [v for k, v in pairs if k == "cursor"]
     if cursors:
@@ -114,7 +133,8 @@ def parse_case_query(pairs: list[tuple[str, str]]) -> CaseQuery:
         pairs = [(k, v) for k, v in pairs if k not in ("indexed_on.gte", "last_case_id")]
         if last_date is not None:
             try:
-                after, after_text = (parse_lenient(last_date)[0], last_id), last_date
+                moment = parse_lenient(last_date)[0]
+                after, after_text = (truncate_ms(moment) if millisecond else moment, last_id), last_date
             except ValueError:
                 raise bad_request(f"Cannot parse datetime '{last_date}'") from None
     grouped: dict[str, list[str]] = {}
@@ -135,11 +155,11 @@ def parse_case_query(pairs: list[tuple[str, str]]) -> CaseQuery:
     for key, values in grouped.items():
         if key == "limit":
             continue
-        filters.append(_case_filter(key, tuple(values)))
+        filters.append(_case_filter(key, tuple(values), millisecond))
     return CaseQuery(limit, tuple(pairs), tuple(filters), after, after_text)
 
 
-def _case_filter(key: str, values: tuple[str, ...]) -> CaseFilter:
+def _case_filter(key: str, values: tuple[str, ...], millisecond: bool = False) -> CaseFilter:
     if key in CASE_SIMPLE:
         return CaseFilter(key, values)
     prefix, dot, qualifier = key.partition(".")
@@ -151,9 +171,10 @@ def _case_filter(key: str, values: tuple[str, ...]) -> CaseFilter:
         moments = []
         for value in values:
             try:
-                moments.append(parse_lenient(value))
+                moment, date_only = parse_lenient(value)
             except ValueError:
                 raise bad_request(f"Cannot parse datetime '{value}'") from None
+            moments.append((truncate_ms(moment) if millisecond else moment, date_only))
         return CaseFilter(key, values, tuple(moments))
     raise bad_request(f"'{key}' is not a valid parameter.")
 
@@ -214,7 +235,9 @@ class FormQuery:
     pairs: tuple[tuple[str, str], ...] = field(default=())
 
 
-def parse_form_query(pairs: list[tuple[str, str]]) -> FormQuery:
+def parse_form_query(pairs: list[tuple[str, str]], strict_dates: bool = False, millisecond: bool = False) -> FormQuery:
+    """The query of a Form API list request. ``strict_dates``: date parameters exactly as CommCare reads them;
+    ``millisecond``: their instants truncated to the millisecond, as the search index compares them."""
     limit, offset = parse_paging(pairs, FORM_DEFAULT_LIMIT, FORM_MAX_LIMIT)
     params = dict(pairs)
     order = params.get("order_by", "-received_on")
@@ -225,15 +248,18 @@ def parse_form_query(pairs: list[tuple[str, str]]) -> FormQuery:
     for prefix, fld in (("received_on", 0), ("indexed_on", 1)):
         for side in ("start", "end"):
             value = params.get(f"{prefix}_{side}")
-            if value is None:
+            if value is None or (strict_dates and value == ""):  # CommCare skips an empty one
                 continue
             try:
-                bounds.append((fld, side, parse_strict(value, end=side == "end")))
+                moment = parse_commcare_date(value) if strict_dates else parse_strict(value, end=side == "end")
             except ValueError:
+                if strict_dates:  # tastypie's answer to CommCare's Http400, its text HTML-escaped
+                    raise error(400, f"Bad query parameter: Unknown date format: {html.escape(value)}") from None
                 raise bad_request(
                     f"Invalid {prefix}_{side} '{value}': use YYYY-MM-DD, YYYY-MM-DDTHH:MM:SS[.ffffff] "
                     "or YYYY-MM-DDTHH:MMZ, in UTC without an offset."
                 ) from None
+            bounds.append((fld, side, truncate_ms(moment) if millisecond else moment))
     return FormQuery(
         limit, offset, ORDER_FIELDS[name], order.startswith("-"), tuple(bounds),
         params.get("xmlns"), params.get("app_id"), params.get("case_id"), "include_archived" in params, tuple(pairs),

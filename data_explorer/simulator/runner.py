@@ -20,7 +20,7 @@ import uvicorn
 
 from data_explorer.simulator import control
 from data_explorer.simulator.asgi import DroppingH11Protocol
-from data_explorer.simulator.config import DEMO_USER, FaultConfig, SimulatorConfig
+from data_explorer.simulator.config import DEMO_USER, FaultConfig, SimulatorConfig, WireBehaviour
 from data_explorer.simulator.runtime import Runtime
 from data_explorer.simulator.server import SimulatorApp
 
@@ -110,9 +110,22 @@ class RunningSimulator:
 
         return asyncio.run_coroutine_threadsafe(run(), self._loop).result(timeout=60)
 
-    def mutate(self, domain: str, update_cases: int = 0, new_cases: int = 0, new_forms: int = 0) -> dict[str, Any]:
-        request = {"domain": domain, "update_cases": update_cases, "new_cases": new_cases, "new_forms": new_forms}
+    def mutate(self, domain: str, update_cases: int = 0, new_cases: int = 0, new_forms: int = 0,
+               **changes: Any) -> dict[str, Any]:
+        """A change of the space; ``changes`` are the other fields of ``Mutation`` (``delete_cases``,
+        ``archive_form_ids``, ``late_by``, ``visible_after``, ...)."""
+        request = {"domain": domain, "update_cases": update_cases, "new_cases": new_cases, "new_forms": new_forms,
+                   **{k: list(v) if isinstance(v, (tuple, list)) else v for k, v in changes.items()}}
         return self.call(control.mutate_now, self.runtime, request)
+
+    def set_behaviour(self, behaviour: WireBehaviour | dict[str, Any]) -> None:
+        """Serve from now on as ``behaviour`` says (a ``WireBehaviour`` or its JSON form)."""
+        config = behaviour if isinstance(behaviour, WireBehaviour) else WireBehaviour.from_json(behaviour)
+        self.call(self.runtime.set_behaviour, config)
+
+    @property
+    def behaviour(self) -> WireBehaviour:
+        return self.runtime.behaviour
 
     def set_faults(self, faults: FaultConfig | dict[str, Any]) -> None:
         config = faults if isinstance(faults, FaultConfig) else FaultConfig.from_json(faults)

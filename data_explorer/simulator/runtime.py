@@ -5,11 +5,13 @@ from __future__ import annotations
 from collections import Counter
 
 from data_explorer.simulator.auth import Auth
-from data_explorer.simulator.config import SimulatorConfig, WebUser
+from data_explorer.simulator.config import SimulatorConfig, WebUser, WireBehaviour
 from data_explorer.simulator.dataset import Dataset
 from data_explorer.simulator.faults import Faults
 from data_explorer.simulator.prefetch import Prefetcher
+from data_explorer.simulator.quota import QuotaCounter
 from data_explorer.simulator.selection import ScanCache
+from data_explorer.simulator.stamps import Printer
 from data_explorer.simulator.synth import make_tag, record_id
 
 
@@ -22,8 +24,21 @@ class Runtime:
         self.cache = ScanCache()
         self.prefetch = Prefetcher()
         self.requests: Counter[tuple[str, str]] = Counter()
+        self.quota = QuotaCounter()
+        self.set_behaviour(config.behaviour)
         tag = make_tag(config.seed, "", "web-user")
         self.web_user_ids = {u.username: record_id(tag, k) for k, u in enumerate(config.users)}
+
+    def set_behaviour(self, behaviour: WireBehaviour) -> None:
+        """Serve from now on as ``behaviour`` says; pages rendered ahead the old way are dropped."""
+        self.behaviour = behaviour
+        self.printer = Printer(behaviour.millisecond_order, behaviour.mixed_timestamps)
+        self.prefetch.clear()
+
+    def data_changed(self) -> None:
+        """Data changed outside a request's own work: forget what was selected or rendered before."""
+        self.cache.clear()
+        self.prefetch.clear()
 
     def is_member(self, user: WebUser, domain: str) -> bool:
         return domain in user.domains
@@ -40,6 +55,7 @@ class Runtime:
             "total": sum(self.requests.values()),
             "faults": dict(sorted(self.faults.fired.items())),
             "prefetched": self.prefetch.hits,
+            "quota_refused": self.quota.refused,
         }
 
     def reset(self, tokens: bool = False) -> None:
@@ -49,5 +65,7 @@ class Runtime:
         self.requests.clear()
         self.faults.fired.clear()
         self.faults.set(self.config.faults)
+        self.quota.clear()
+        self.set_behaviour(self.config.behaviour)
         if tokens:
             self.auth.clear()

@@ -76,7 +76,7 @@ def case_page(space: ProjectSpace, query: CaseQuery, cache: ScanCache) -> tuple[
                 if len(page) == query.limit:
                     break
         return matching, page
-    key = ("cases", space.name, space.version, tuple((f.key, f.values) for f, _ in predicates))
+    key = ("cases", space.name, space.revision, tuple((f.key, f.moments or f.values) for f, _ in predicates))
     positions = cache.get(key, lambda: _scan_cases(cases, [p for _, p in predicates]))
     lo, hi = bisect.bisect_left(positions, start), bisect.bisect_left(positions, stop)
     page = []
@@ -193,6 +193,14 @@ def case_by_external_id(space: ProjectSpace, external_id: str) -> tuple[int, Cas
 def form_page(space: ProjectSpace, query: FormQuery, cache: ScanCache) -> tuple[int, list[FormDesc]]:
     """(total count, the page of form descriptors) for a Form API query."""
     forms = space.forms
+    if forms.irregular:
+        key = ("forms-sorted", space.name, space.revision, query.order_field, query.bounds, query.xmlns, query.app_id,
+               query.case_id, query.include_archived)
+        ordered = cache.get(key, lambda: _sorted_forms(space, query))
+        total = len(ordered)
+        offsets = range(query.offset, min(total, query.offset + query.limit))
+        at = (lambda k: ordered[total - 1 - k]) if query.descending else ordered.__getitem__
+        return total, [forms.describe(at(k)) for k in offsets]
     start, stop = 0, forms.positions
     for field, side, moment in query.bounds:
         if side == "start":
@@ -203,7 +211,7 @@ def form_page(space: ProjectSpace, query: FormQuery, cache: ScanCache) -> tuple[
     if predicate is None:
         selected = range(start, max(start, stop)) if query.include_archived else forms.unarchived(start, stop)
     else:
-        key = ("forms", space.name, space.version, query.xmlns, query.app_id, query.case_id, query.include_archived)
+        key = ("forms", space.name, space.revision, query.xmlns, query.app_id, query.case_id, query.include_archived)
         positions = cache.get(key, lambda: _scan_forms(forms, predicate, query.include_archived))
         lo, hi = bisect.bisect_left(positions, start), bisect.bisect_left(positions, stop)
         selected = positions[lo:hi] if hi > lo else []
@@ -240,8 +248,25 @@ def _scan_forms(forms: FormSpace, predicate: Callable[[FormDesc], bool], include
     return found
 
 
+def _sorted_forms(space: ProjectSpace, query: FormQuery) -> array:
+    """The positions of the live forms a query selects, in the order of its field (ties by position): for a
+    space whose positions are no longer in the order of every time field."""
+    forms = space.forms
+    predicate = _form_predicate(space, query)
+    selected = []
+    for position in forms.live_positions():
+        d = forms.describe(position)
+        if (d.archived and not query.include_archived) or (predicate is not None and not predicate(d)):
+            continue
+        times = (d.received, d.indexed, d.server)
+        if all(times[f] >= moment if side == "start" else times[f] <= moment for f, side, moment in query.bounds):
+            selected.append((times[query.order_field], position))
+    selected.sort()
+    return array("q", (position for _, position in selected))
+
+
 def form_by_id(space: ProjectSpace, form_id: str) -> FormDesc | None:
     parsed = parse_id(form_id)
-    if parsed is None or parsed[0] != space.forms.tag or parsed[1] >= space.forms.positions:
+    if parsed is None or parsed[0] != space.forms.tag:
         return None
-    return space.forms.describe(parsed[1])
+    return space.forms.current(parsed[1])

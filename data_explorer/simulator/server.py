@@ -3,7 +3,8 @@
 Every CommCare endpoint goes through the same gate, in CommCare's order: a
 credential (else 401 ``{"error": "not authorized"}``), the project space
 (404), membership (403: empty for v0.5 resources, a JSON error for the Case
-API v2); then perhaps a fault; then the endpoint.
+API v2), the quota when one is set (429: empty, with ``Retry-After`` for the
+Case API v2); then perhaps a fault; then the endpoint.
 """
 
 from __future__ import annotations
@@ -59,6 +60,8 @@ CONTROL_ROUTES = (
     _route("POST", r"^/_sim/mutate/?$", control.mutate, "_sim", None),
     _route("GET", r"^/_sim/faults/?$", control.get_faults, "_sim", None),
     _route("PUT", r"^/_sim/faults/?$", control.put_faults, "_sim", None),
+    _route("GET", r"^/_sim/behaviour/?$", control.get_behaviour, "_sim", None),
+    _route("PUT", r"^/_sim/behaviour/?$", control.put_behaviour, "_sim", None),
     _route("GET", r"^/_sim/stats/?$", control.stats, "_sim", None),
     _route("POST", r"^/_sim/reset/?$", control.reset, "_sim", None),
     _route("POST", r"^/_sim/clock/?$", control.clock, "_sim", None),
@@ -130,6 +133,10 @@ class SimulatorApp:
             if not rt.is_member(user, domain):
                 return (Response(403, wire.dumps({"error": "You do not have permission to access this project space."}))
                         if route.style == "v2" else empty(403)), None
+            wait = rt.quota.admit(rt.behaviour.quota, domain, user.username, rt.auth.now())
+            if wait is not None:  # api_throttle: an empty 429 with Retry-After; tastypie: a bare 429
+                return (Response(429, b"", "text/html; charset=utf-8", [("Retry-After", str(wait))])
+                        if route.style == "v2" else empty(429)), None
         fault = rt.faults.draw(route.scope)
         if fault == "unauthorized":
             return Response(401, wire.NOT_AUTHORIZED), fault

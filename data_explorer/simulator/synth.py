@@ -98,6 +98,16 @@ _HMS = [f"{s // 3600:02d}:{s // 60 % 60:02d}:{s % 60:02d}" for s in range(86_400
 _MS = [f"{ms:03d}000Z" for ms in range(1000)]
 
 
+def day_text(days: int) -> str:
+    """``2024-03-19`` for a number of days since the epoch."""
+    return _DAYS.get(days) or _day(days)
+
+
+def hms_text(seconds: int) -> str:
+    """``14:31:34`` for the seconds since midnight."""
+    return _HMS[seconds]
+
+
 def fmt_ts(us: int) -> str:
     """``2024-03-19T14:31:34.133000Z``: CommCare's timestamp form (whole milliseconds are the fast path)."""
     if us % 1000 == 0:
@@ -126,3 +136,7 @@ def to_us(moment: datetime) -> int:
 
 def date_us(day: date) -> int:
     return (day - date(1970, 1, 1)).days * DAY_US
+
+
+def floor_second(us: int) -> int:
+    return us - us % US
