@@ -91,9 +91,8 @@ def reconcile_source(conn: psycopg.Connection, raw_schema: str, source: Source, 
             result.removed = stored.remove_records(conn, raw_schema, source, gone)
         result.removed_ids = gone
     result.requests = budget.used
-    if result.complete:
-        with conn.transaction():
-            stored.mark_reconciled(conn, raw_schema, source.name)
+    with conn.transaction():
+        stored.mark_reconciled(conn, raw_schema, source.name, complete=result.complete)
     return result
 
 

@@ -85,7 +85,11 @@ def reconciled_at(conn: psycopg.Connection, raw_schema: str, source: str) -> dat
     return row[0] if row else None
 
 
-def mark_reconciled(conn: psycopg.Connection, raw_schema: str, source: str) -> None:
+def mark_reconciled(conn: psycopg.Connection, raw_schema: str, source: str, *, complete: bool = True) -> None:
+    """A look that ended within its bound is good for an interval; one that did not leaves the source due."""
     conn.execute(
-        sql.SQL("UPDATE {}._sync_state SET reconciled_at = now() WHERE source = %s").format(sql.Identifier(raw_schema)), (source,)
+        sql.SQL("UPDATE {}._sync_state SET reconciled_at = CASE WHEN %s THEN now() END WHERE source = %s").format(
+            sql.Identifier(raw_schema)
+        ),
+        (complete, source),
     )

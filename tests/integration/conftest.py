@@ -31,8 +31,8 @@ class Space:
     def settings(self, **env):
         return self._make_settings(**{**self.env, **env})
 
-    def run(self, full: bool = False, **env):
-        return materialize(self.settings(**env), self.db, RunRequest(self.domain, full=full))
+    def run(self, full: bool = False, reconcile: bool = False, **env):
+        return materialize(self.settings(**env), self.db, RunRequest(self.domain, full=full, reconcile=reconcile))
 
     def expected(self) -> dict[str, int]:
         state = self.sim.state()["domains"][self.domain]
