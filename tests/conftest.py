@@ -15,6 +15,7 @@ import os
 import secrets
 import shutil
 import tempfile
+from contextlib import contextmanager
 from pathlib import Path
 
 import psycopg
@@ -40,6 +41,25 @@ def _running_server() -> str | None:
         return None
 
 
+@contextmanager
+def _embedded_server_directory():
+    """A directory for an embedded server, removed afterwards. Not under pytest's temporary root:
+    every pytest session that starts makes that root private again, and a server running as another
+    user (pgserver's, under root) then loses its own directory mid-test."""
+    directory = Path(tempfile.mkdtemp(prefix="data-explorer-test-pg-"))
+    try:
+        yield directory
+    finally:
+        shutil.rmtree(directory, ignore_errors=True)
+
+
+@pytest.fixture
+def embedded_home():
+    """DATA_EXPLORER_HOME for a test in which the product starts its own embedded server."""
+    with _embedded_server_directory() as directory:
+        yield directory / "home"
+
+
 @pytest.fixture(scope="session")
 def session_tag() -> str:
     return "t" + secrets.token_hex(3)
@@ -53,15 +73,12 @@ def pg_server():
         return
     from data_explorer.warehouse.embedded import EmbeddedPostgres
 
-    # Not under pytest's temporary root: every pytest session that starts makes that root private
-    # again, and a server running as another user (pgserver's, under root) would lose its own directory.
-    directory = Path(tempfile.mkdtemp(prefix="data-explorer-test-pg-"))
-    server = EmbeddedPostgres(directory / "pg")
-    try:
-        yield server.start()
-    finally:
-        server.stop()
-        shutil.rmtree(directory, ignore_errors=True)
+    with _embedded_server_directory() as directory:
+        server = EmbeddedPostgres(directory / "pg")
+        try:
+            yield server.start()
+        finally:
+            server.stop()
 
 
 @pytest.fixture(scope="session")
