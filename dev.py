@@ -7,6 +7,8 @@
 
 Setting up means: a virtual environment in .venv with this project installed
 (editable, with its test dependencies). It is reused when it is up to date.
+The tests find their PostgreSQL as README.md says (TEST_DATABASE_URL=embedded:
+the embedded server, whatever answers on 5432).
 """
 
 from __future__ import annotations

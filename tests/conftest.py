@@ -2,15 +2,20 @@
 
 PostgreSQL is always a real server: ``TEST_DATABASE_URL`` if set, else the
 server on 127.0.0.1:5432 when one answers, else an embedded server (pgserver)
-started for the session. Each session works in a database of its own and
-gives its roles a prefix of its own (roles are cluster-wide), dropping both at
-the end.
+started for the session. ``TEST_DATABASE_URL=embedded`` asks for the embedded
+server even when something answers on 5432, so either server can be chosen on
+purpose (CI does, so that it depends on nothing already running). Each session
+works in a database of its own and gives its roles a prefix of its own (roles
+are cluster-wide), dropping both at the end.
 """
 
 from __future__ import annotations
 
 import os
 import secrets
+import shutil
+import tempfile
+from contextlib import contextmanager
 from pathlib import Path
 
 import psycopg
@@ -21,21 +26,38 @@ from psycopg.conninfo import conninfo_to_dict, make_conninfo
 from data_explorer.config import load_settings
 
 LOCAL_SERVER = "host=127.0.0.1 port=5432 user=postgres dbname=postgres connect_timeout=3"
+EMBEDDED = "embedded"  # the value of TEST_DATABASE_URL that asks for the embedded server
 
 
-def _server_dsn(tmp_root: Path) -> tuple[str, object | None]:
-    explicit = os.environ.get("TEST_DATABASE_URL")
+def _running_server() -> str | None:
+    """TEST_DATABASE_URL, else the server on 127.0.0.1:5432 when one answers; None: start the embedded one."""
+    explicit = os.environ.get("TEST_DATABASE_URL", "").strip()
     if explicit:
-        return explicit, None
+        return None if explicit == EMBEDDED else explicit
     try:
         psycopg.connect(LOCAL_SERVER).close()
-        return LOCAL_SERVER, None
+        return LOCAL_SERVER
     except psycopg.OperationalError:
-        pass
-    from data_explorer.warehouse.embedded import EmbeddedPostgres
+        return None
 
-    server = EmbeddedPostgres(tmp_root / "pg")
-    return server.start(), server
+
+@contextmanager
+def _embedded_server_directory():
+    """A directory for an embedded server, removed afterwards. Not under pytest's temporary root:
+    every pytest session that starts makes that root private again, and a server running as another
+    user (pgserver's, under root) then loses its own directory mid-test."""
+    directory = Path(tempfile.mkdtemp(prefix="data-explorer-test-pg-"))
+    try:
+        yield directory
+    finally:
+        shutil.rmtree(directory, ignore_errors=True)
+
+
+@pytest.fixture
+def embedded_home():
+    """DATA_EXPLORER_HOME for a test in which the product starts its own embedded server."""
+    with _embedded_server_directory() as directory:
+        yield directory / "home"
 
 
 @pytest.fixture(scope="session")
@@ -44,11 +66,19 @@ def session_tag() -> str:
 
 
 @pytest.fixture(scope="session")
-def pg_server(tmp_path_factory):
-    dsn, server = _server_dsn(tmp_path_factory.mktemp("server"))
-    yield dsn
-    if server is not None:
-        server.stop()
+def pg_server():
+    dsn = _running_server()
+    if dsn is not None:
+        yield dsn
+        return
+    from data_explorer.warehouse.embedded import EmbeddedPostgres
+
+    with _embedded_server_directory() as directory:
+        server = EmbeddedPostgres(directory / "pg")
+        try:
+            yield server.start()
+        finally:
+            server.stop()
 
 
 @pytest.fixture(scope="session")

@@ -12,8 +12,8 @@ from data_explorer.warehouse.database import DatabaseUnavailable, open_database
 
 
 @pytest.mark.embedded
-def test_embedded_server_starts_in_the_data_directory_is_reused_and_stops(tmp_path):
-    settings = load_settings({"DATA_EXPLORER_HOME": str(tmp_path / "home")})
+def test_embedded_server_starts_in_the_data_directory_is_reused_and_stops(embedded_home):
+    settings = load_settings({"DATA_EXPLORER_HOME": str(embedded_home)})
     with open_database(settings) as db:
         assert db.embedded
         with db.connect(autocommit=True) as conn:
@@ -24,7 +24,7 @@ def test_embedded_server_starts_in_the_data_directory_is_reused_and_stops(tmp_pa
             [sys.executable, "-c", (
                 "from data_explorer.config import load_settings\n"
                 "from data_explorer.warehouse.database import open_database\n"
-                f"s = load_settings({{'DATA_EXPLORER_HOME': {str(tmp_path / 'home')!r}}})\n"
+                f"s = load_settings({{'DATA_EXPLORER_HOME': {str(embedded_home)!r}}})\n"
                 "with open_database(s, owner=False) as db:\n"
                 "    with db.connect() as c: print(c.execute('SELECT v FROM kept').fetchone()[0])\n"
             )],
@@ -33,7 +33,7 @@ def test_embedded_server_starts_in_the_data_directory_is_reused_and_stops(tmp_pa
         assert child.stdout.strip() == "still here", child.stderr
         with db.connect(autocommit=True) as conn:  # the child leaving did not stop it
             assert conn.execute("SELECT count(*) FROM kept").fetchone() == (1,)
-    pgdata = tmp_path / "home" / "postgres"
+    pgdata = embedded_home / "postgres"
     assert (pgdata / "PG_VERSION").exists()
     assert not (pgdata / "postmaster.pid").exists(), "the server should have stopped with its owner"
     with open_database(settings) as db:  # reused, data intact

@@ -12,9 +12,9 @@ import pytest
 
 @pytest.mark.embedded
 @pytest.mark.slow
-def test_demo_runs_end_to_end_on_the_embedded_database(tmp_path):
+def test_demo_runs_end_to_end_on_the_embedded_database(embedded_home):
     env = {k: v for k, v in os.environ.items() if not k.startswith(("COMMCARE_", "DATABASE_URL", "DATA_EXPLORER_"))}
-    env["DATA_EXPLORER_HOME"] = str(tmp_path / "home")
+    env["DATA_EXPLORER_HOME"] = str(embedded_home)
     result = subprocess.run(
         [sys.executable, "-m", "data_explorer.cli", "demo", "--cases", "300", "--no-serve"],
         env=env, capture_output=True, text=True, timeout=600,
@@ -26,13 +26,13 @@ def test_demo_runs_end_to_end_on_the_embedded_database(tmp_path):
     second = out.split("2. Ten cases change")[1]
     assert re.search(r"load cases\s+10 rows\s+incremental", second)
     assert "case_types" in out and "case_patient" in out and "form_submissions" in out
-    pgdata = tmp_path / "home" / "postgres"
+    pgdata = embedded_home / "postgres"
     assert (pgdata / "PG_VERSION").exists() and not (pgdata / "postmaster.pid").exists()
 
 
 @pytest.mark.embedded
 @pytest.mark.slow
-def test_demo_ends_serving_mcp_to_agents(tmp_path):
+def test_demo_ends_serving_mcp_to_agents(embedded_home):
     import signal
     import socket
 
@@ -42,7 +42,7 @@ def test_demo_ends_serving_mcp_to_agents(tmp_path):
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]
     env = {k: v for k, v in os.environ.items() if not k.startswith(("COMMCARE_", "DATABASE_URL", "DATA_EXPLORER_"))}
-    env["DATA_EXPLORER_HOME"] = str(tmp_path / "home")
+    env["DATA_EXPLORER_HOME"] = str(embedded_home)
     proc = subprocess.Popen(
         [sys.executable, "-m", "data_explorer.cli", "demo", "--cases", "100", "--port", str(port)],
         env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
@@ -77,5 +77,5 @@ def test_demo_ends_serving_mcp_to_agents(tmp_path):
     finally:
         proc.send_signal(signal.SIGINT)
         proc.wait(timeout=60)
-    pgdata = tmp_path / "home" / "postgres"
+    pgdata = embedded_home / "postgres"
     assert not (pgdata / "postmaster.pid").exists(), "the embedded server should stop with the demo"

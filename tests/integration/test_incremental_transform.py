@@ -4,11 +4,35 @@ build left, in the publishing transaction, and publishes exactly what a full bui
 from __future__ import annotations
 
 import shutil
+import time
 from pathlib import Path
 
 from psycopg import sql
 
 PROJECT = Path(__file__).resolve().parents[2] / "dbt_project"
+
+
+# An idle backend reports its counts to the shared statistics within 10 s (PostgreSQL 15 on), one
+# that exits as it exits; older servers' collector within about half a second.
+STATISTICS_FLUSH = 15.0
+
+
+def _table_activity(conn, schema: str, tables: tuple[str, ...]) -> list[tuple]:
+    """pg_stat_user_tables rows (name, inserted, changed since analyze, last autoanalyze) of these
+    tables, once each counts the rows inserted into it or the bounded wait is over.
+
+    A backend's counts reach the shared statistics after its commits, not with them, and
+    pg_stat_force_next_flush() flushes only the calling backend's own, not the run's sessions'."""
+    deadline = time.monotonic() + STATISTICS_FLUSH
+    while True:
+        conn.execute("SELECT pg_stat_clear_snapshot()")  # read the shared counts afresh, never a cached copy
+        rows = conn.execute(
+            "SELECT relname, n_tup_ins, n_mod_since_analyze, last_autoanalyze FROM pg_stat_user_tables"
+            " WHERE schemaname = %s AND relname = ANY(%s)", (schema, list(tables)),
+        ).fetchall()
+        if (len(rows) == len(tables) and all(inserted > 0 for _, inserted, _, _ in rows)) or time.monotonic() > deadline:
+            return rows
+        time.sleep(0.1)
 
 
 def _transform(status):
@@ -137,10 +161,8 @@ def test_a_full_run_leaves_statistics_on_what_the_next_run_looks_rows_up_by(spac
                           ("form_case_blocks", "form_id"), ("users", "user_id"), ("cases", "_loaded_at")):
         assert (raw, table, column) in analyzed, (table, column)
     # a column list leaves autovacuum's count of changes alone: it still analyzes every column later
-    rows = conn.execute(
-        "SELECT relname, n_mod_since_analyze, last_autoanalyze FROM pg_stat_user_tables WHERE schemaname = %s"
-        " AND relname IN ('cases', 'forms', 'form_case_blocks')", (raw,),
-    ).fetchall()
+    rows = _table_activity(conn, raw, ("cases", "forms", "form_case_blocks"))
     assert len(rows) == 3
-    for name, changes, autoanalyzed in rows:
+    for name, inserted, changes, autoanalyzed in rows:
+        assert inserted > 0, f"the load's counts for {name} never reached the statistics"
         assert changes > 0 or autoanalyzed is not None, name

@@ -65,8 +65,8 @@ def _ok(make, note: str):
 _HARMLESS_SESSION = "changes only this session's settings; ROLLBACK and DISCARD ALL undo it"
 _HARMLESS_TX = "ends or nests the query's own read-only transaction; nothing else runs in it"
 _LARGE_OBJECT = (
-    "PostgreSQL lets a read-only transaction create a large object; ROLLBACK discards it "
-    "(the test checks pg_largeobject_metadata)"
+    "PostgreSQL before 16 lets a read-only transaction create a large object; ROLLBACK discards it "
+    "(the test checks pg_largeobject_metadata); 16 refuses it"
 )
 _XID = "assigns a transaction id to the rolled-back transaction; nothing is written"
 _METADATA = "catalog metadata (names, not data); rows of other roles are hidden or filtered by privilege"
@@ -296,7 +296,7 @@ HOSTILE: list[Hostile] = [
     Hostile("read other tenant / private / control", "SELECT ts_stat('SELECT to_tsvector(note) FROM {other}.cases')", "function"),
     Hostile(
         "read other tenant / private / control", "SELECT query_to_xml('SELECT count(*) FROM cases', true, false, '')",
-        "function", "ok", "runs as the reader: only the tenant's own tables",
+        "function", "ok", "runs as the reader: only the tenant's own tables (refused where built without libxml)",
     ),
     Hostile(
         "read other tenant / private / control", "SELECT schema_to_xml('{other}', true, false, '')", "function", "refused",
