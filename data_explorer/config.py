@@ -189,7 +189,8 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("COMMCARE_USER_PAGE_SIZE", _bounded(1, 1000), "Users per User API request.", 1000),
     Setting("COMMCARE_HTTP_TIMEOUT", _positive_float, "Seconds before an API request times out.", 60.0),
     Setting("COMMCARE_MAX_RETRIES", _bounded(0, 50), "Retries of one request on 429, 5xx and connection errors.", 8),
-    Setting("COMMCARE_MAX_BACKOFF", _positive_float, "Longest wait between retries, in seconds.", 300.0),
+    Setting("COMMCARE_MAX_BACKOFF", _positive_float, "Longest wait between retries when CommCare names no wait (no Retry-After), in seconds.", 300.0),
+    Setting("COMMCARE_MAX_RETRY_AFTER", _positive_float, "Longest wait a 429's Retry-After may ask for, in seconds; CommCare's quotas run per minute, hour and day. A longer one fails the run at once.", 3600.0),
     Setting("COMMCARE_LOOKBACK_SECONDS", _non_negative_float, "Seconds behind the incremental cursor that each incremental run reads again: CommCare can index a record late, under a stamp earlier than records already read.", 3600.0),
     Setting("DATA_EXPLORER_RECONCILE_HOURS", _non_negative_float, "Hours between two looks for cases and forms deleted in CommCare, which an incremental run cannot see (a full run, or materialize --reconcile, looks at once).", 24.0),
     Setting("DATA_EXPLORER_RECONCILE_MAX_REQUESTS", _bounded(1, 100_000), "Requests one run may spend per source looking for deleted records; what it leaves is looked at by the next run.", 200),
@@ -230,6 +231,7 @@ class CommCareSettings:
     timeout: float
     max_retries: int
     max_backoff: float
+    max_retry_after: float = 3600.0
     oauth_refresh_token: str | None = field(default=None, repr=False)
     oauth_client_id: str | None = None
     oauth_client_secret: str | None = field(default=None, repr=False)
@@ -315,6 +317,7 @@ class Settings:
             timeout=v["COMMCARE_HTTP_TIMEOUT"],
             max_retries=v["COMMCARE_MAX_RETRIES"],
             max_backoff=v["COMMCARE_MAX_BACKOFF"],
+            max_retry_after=v["COMMCARE_MAX_RETRY_AFTER"],
             oauth_refresh_token=v.get("COMMCARE_OAUTH_REFRESH_TOKEN"),
             oauth_client_id=v.get("COMMCARE_OAUTH_CLIENT_ID"),
             oauth_client_secret=v.get("COMMCARE_OAUTH_CLIENT_SECRET"),

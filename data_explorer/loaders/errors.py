@@ -54,3 +54,7 @@ class TransientError(Exception):
     def __init__(self, message: str, retry_after: float | None = None):
         super().__init__(message)
         self.retry_after = retry_after
+
+
+class RateLimited(TransientError):
+    """HTTP 429: a CommCare quota (per project space and per user; by minute, hour and day) is used up."""

@@ -14,6 +14,11 @@ share one round trip.
 - CommCare unreachable, 429, 5xx or an unexpected answer: ``AuthUnavailable``;
   behind ``ApiKeyHeaderMiddleware`` the caller gets 503 with ``Retry-After``.
 
+``user_domains`` leaves out project spaces whose plan lacks CommCare's integration
+privilege, so a member of one sees no tenant there: ``member_of`` asks the project
+space's own API instead (one Case API v2 request for one case, made with the caller's
+credential), and remembers the answer like an identity, per credential and project space.
+
 The SDK's side (its token verifier, the caller of the current request, the
 header middleware) is in ``http_auth``. Over stdio the caller is whoever the
 gateway was started as: ``identity_from_settings``.
@@ -29,8 +34,8 @@ import json
 import logging
 import time
 from dataclasses import dataclass, field
-from typing import Any, Callable
-from urllib.parse import urljoin, urlsplit
+from typing import Any, Awaitable, Callable, Hashable
+from urllib.parse import quote, urljoin, urlsplit
 
 import httpx
 
@@ -45,11 +50,13 @@ from data_explorer.loaders.commcare.credentials import (
     refresh_oauth,
 )
 from data_explorer.loaders.errors import TransientError
+from data_explorer.warehouse.naming import InvalidDomain, validate_domain
 
 log = logging.getLogger(__name__)
 
 IDENTITY_PATH = "/api/v0.5/identity/"
 USER_DOMAINS_PATH = "/api/user_domains/v1/"
+MEMBERSHIP_PATH = "/a/{domain}/api/case/v2/"  # asked for one case: answered only to members with API access
 DEFAULT_CACHE_SECONDS = 60.0
 NEGATIVE_CACHE_SECONDS = 5.0  # refusals and outages are remembered this long (at most the cache time)
 MAX_CACHE_ENTRIES = 10_000
@@ -119,8 +126,34 @@ def credential_from_token(token: str) -> Credential | None:
 @dataclass
 class _Entry:
     until: float
-    identity: Identity | None
+    value: Any  # an Identity or None (refused); a membership's bool
     unavailable: str | None = None  # the message of an AuthUnavailable to raise again
+
+
+class _ShortCache:
+    """Entries kept until their deadline; past ``max_entries`` the least recently used go first."""
+
+    def __init__(self, max_entries: int, clock: Callable[[], float]):
+        self.entries: collections.OrderedDict[Hashable, _Entry] = collections.OrderedDict()
+        self.max_entries, self._clock = max_entries, clock
+
+    def fresh(self, key: Hashable) -> _Entry | None:
+        entry = self.entries.get(key)
+        if entry is None:
+            return None
+        if entry.until <= self._clock():
+            del self.entries[key]
+            return None
+        self.entries.move_to_end(key)
+        return entry
+
+    def remember(self, key: Hashable, entry: _Entry) -> None:
+        if entry.until <= self._clock():
+            return  # a cache time of 0: nothing is kept
+        self.entries[key] = entry
+        self.entries.move_to_end(key)
+        while len(self.entries) > self.max_entries:
+            self.entries.popitem(last=False)
 
 
 class CommCareAuthenticator:
@@ -153,76 +186,100 @@ class CommCareAuthenticator:
         self._clock = clock
         http_timeout = settings["COMMCARE_HTTP_TIMEOUT"]
         self.timeout = timeout if timeout is not None else min(AUTH_TIMEOUT, http_timeout or AUTH_TIMEOUT)
-        self._cache: collections.OrderedDict[str, _Entry] = collections.OrderedDict()
-        self._inflight: dict[str, asyncio.Future] = {}
+        self._identities = _ShortCache(max_entries, clock)
+        self._cache = self._identities.entries  # token hash -> entry
+        self._memberships = _ShortCache(max_entries, clock)  # (credential hash, project space) -> entry
+        self._inflight: dict[Hashable, asyncio.Future] = {}
         self.verifications = 0  # round trips to CommCare (each an identity call plus user_domains pages)
+        self.membership_checks = 0  # requests to a project space's API by member_of
 
     # --- the cache -----------------------------------------------------------------------------
 
     def cached(self, token: str) -> Identity | None:
         """The identity verified for this token, if still fresh in the cache; never calls CommCare."""
-        entry = self._fresh(token_key(token))
-        return entry.identity if entry is not None else None
+        entry = self._identities.fresh(token_key(token))
+        return entry.value if entry is not None else None
 
     def forget(self, token: str) -> None:
         self._cache.pop(token_key(token), None)
 
-    def _fresh(self, key: str) -> _Entry | None:
-        entry = self._cache.get(key)
-        if entry is None:
-            return None
-        if entry.until <= self._clock():
-            del self._cache[key]
-            return None
-        self._cache.move_to_end(key)
-        return entry
-
-    def _remember(self, key: str, entry: _Entry) -> None:
-        if entry.until <= self._clock():
-            return  # a cache time of 0: nothing is kept
-        self._cache[key] = entry
-        self._cache.move_to_end(key)
-        while len(self._cache) > self.max_entries:
-            self._cache.popitem(last=False)
-
-    # --- verification --------------------------------------------------------------------------
-
-    async def authenticate(self, token: str) -> Identity | None:
-        """The identity a token proves; None when CommCare refuses it; AuthUnavailable when it cannot say."""
-        key = token_key(token)
-        entry = self._fresh(key)
+    async def _remembered(
+        self, cache: _ShortCache, key: Hashable, work: Callable[[], Awaitable[Any]], ttl: Callable[[Any], float]
+    ) -> Any:
+        """A fresh answer from ``cache``, else ``work()``'s, remembered for ``ttl(answer)`` seconds (an
+        AuthUnavailable for the negative time). Concurrent askers of one key share one ``work()``."""
+        entry = cache.fresh(key)
         if entry is not None:
             if entry.unavailable is not None:
                 raise AuthUnavailable(entry.unavailable)
-            return entry.identity
-        credential = credential_from_token(token)
-        if credential is None:
-            log.info("refused a malformed bearer token without asking CommCare")
-            self._remember(key, _Entry(self._clock() + self.negative_seconds, None))
-            return None
+            return entry.value
+
+        async def work_and_remember() -> Any:
+            try:
+                value = await work()
+            except AuthUnavailable as exc:
+                cache.remember(key, _Entry(self._clock() + self.negative_seconds, None, str(exc)))
+                raise
+            cache.remember(key, _Entry(self._clock() + ttl(value), value))
+            return value
+
         loop = asyncio.get_running_loop()
         pending = self._inflight.get(key)
         if pending is None or pending.get_loop() is not loop:
-            pending = loop.create_task(self._verify_and_remember(key, credential))
+            pending = loop.create_task(work_and_remember())
             self._inflight[key] = pending
             pending.add_done_callback(lambda done: self._settled(key, done))
         return await asyncio.shield(pending)
 
-    def _settled(self, key: str, done: asyncio.Future) -> None:
+    def _settled(self, key: Hashable, done: asyncio.Future) -> None:
         if self._inflight.get(key) is done:
             del self._inflight[key]
         if not done.cancelled():
             done.exception()  # retrieved: a failure nobody awaited is not reported as unhandled
 
-    async def _verify_and_remember(self, key: str, credential: Credential) -> Identity | None:
+    # --- verification --------------------------------------------------------------------------
+
+    async def authenticate(self, token: str) -> Identity | None:
+        """The identity a token proves; None when CommCare refuses it; AuthUnavailable when it cannot say."""
+
+        async def verify() -> Identity | None:
+            credential = credential_from_token(token)
+            if credential is None:
+                log.info("refused a malformed bearer token without asking CommCare")
+                return None
+            return await self.verify(credential)
+
+        def ttl(identity: Identity | None) -> float:
+            return self.cache_seconds if identity is not None else self.negative_seconds
+
+        return await self._remembered(self._identities, token_key(token), verify, ttl)
+
+    async def member_of(self, credential: Credential, domain: str) -> bool:
+        """Whether CommCare lets ``credential`` read project space ``domain``'s data, for a project space
+        ``user_domains`` did not list. One request with that credential, its answer (yes or no)
+        remembered for the cache time per credential and project space; AuthUnavailable when CommCare
+        cannot say (remembered for a few seconds)."""
         try:
-            identity = await self.verify(credential)
-        except AuthUnavailable as exc:
-            self._remember(key, _Entry(self._clock() + self.negative_seconds, None, str(exc)))
-            raise
-        ttl = self.cache_seconds if identity is not None else self.negative_seconds
-        self._remember(key, _Entry(self._clock() + ttl, identity))
-        return identity
+            validate_domain(domain)
+        except InvalidDomain:
+            return False  # never a request for a name that cannot be a project space
+
+        async def check() -> bool:
+            self.membership_checks += 1
+            url = self.base_url + MEMBERSHIP_PATH.format(domain=quote(domain, safe=""))
+            headers = {"Authorization": credential.header(), "Accept": "application/json"}
+            async with httpx.AsyncClient(timeout=self.timeout, follow_redirects=False, headers=headers) as http:
+                response = await self._request(http, url, {"limit": 1})
+            if response.status_code in (401, 403, 404):
+                log.info("CommCare did not let %s read project space %s (HTTP %d)", _what(credential), domain,
+                         response.status_code)
+                return False
+            self._json_object(response, url)  # a 200 with a JSON object, or AuthUnavailable
+            log.info("%s may read project space %s, which user_domains left out", _what(credential), domain)
+            return True
+
+        key = (token_key(credential.header()), domain)
+        return await self._remembered(self._memberships, key, check, lambda member: self.cache_seconds)
 
     async def verify(self, credential: Credential) -> Identity | None:
         """Ask CommCare (uncached) who ``credential`` is and where they belong; None when it is refused."""
@@ -271,18 +328,25 @@ class CommCareAuthenticator:
 
     async def _get(self, http: httpx.AsyncClient, target: str, params: dict[str, Any] | None) -> dict[str, Any] | None:
         """GET a JSON object from CommCare; None on 401/403; AuthUnavailable for anything else unexpected."""
+        response = await self._request(http, target, params)
+        if response.status_code in (401, 403):
+            return None
+        return self._json_object(response, target)
+
+    async def _request(self, http: httpx.AsyncClient, target: str, params: dict[str, Any] | None) -> httpx.Response:
+        """GET ``target`` on CommCare (never elsewhere); AuthUnavailable when it cannot be asked."""
         if urlsplit(target)[:2] != self._origin:
             raise AuthUnavailable(f"CommCare at {self.base_url} sent a link to another server; not followed")
-        what = urlsplit(target).path
         try:
-            response = await http.get(target, params=params)
+            return await http.get(target, params=params)
         except httpx.TimeoutException:
-            raise AuthUnavailable(f"CommCare at {self.base_url} did not answer {what} in time") from None
+            raise AuthUnavailable(f"CommCare at {self.base_url} did not answer {urlsplit(target).path} in time") from None
         except httpx.HTTPError as exc:  # connection refused or dropped, protocol and decoding errors
             raise AuthUnavailable(f"CommCare at {self.base_url} could not be reached ({type(exc).__name__})") from None
-        status = response.status_code
-        if status in (401, 403):
-            return None
+
+    def _json_object(self, response: httpx.Response, target: str) -> dict[str, Any]:
+        """The JSON object of a 200; AuthUnavailable for any other answer."""
+        status, what = response.status_code, urlsplit(target).path
         if status != 200:
             hint = "" if status == 429 or status >= 500 else "; check COMMCARE_BASE_URL"
             raise AuthUnavailable(f"CommCare at {self.base_url} answered HTTP {status} to {what}{hint}")

@@ -60,31 +60,39 @@ class ToolCall:
     def audited_tenant(self) -> str | None:
         return self.names.domain if self.names else self.requested
 
-    def tenant(self, tenant: str | None) -> TenantNames:
-        """The tenant this call acts on: one of the caller's own project spaces, never a fallback."""
+    async def tenant(self, tenant: str | None) -> TenantNames:
+        """The tenant this call acts on: one of the caller's own project spaces, never a fallback.
+
+        A project space CommCare did not list for the caller (``user_domains`` leaves out plans
+        without the integration privilege) is theirs when CommCare lets their credential read it."""
         self.requested = tenant if isinstance(tenant, str) else None
         domains = self.caller.domains
         if tenant is None:
             if len(domains) == 1:
                 tenant = domains[0]
             elif not domains:
-                raise ToolFailure("FORBIDDEN", f"{self.caller.principal} belongs to no CommCare project space")
+                raise ToolFailure(
+                    "FORBIDDEN",
+                    f"CommCare lists no project space for {self.caller.principal}; name one you belong to with tenant=",
+                )
             else:
                 raise ToolFailure(
                     "VALIDATION_ERROR",
                     f"you belong to {len(domains)} project spaces: pass tenant= one of {', '.join(domains)}",
                     {"tenants": list(domains)},
                 )
-        if tenant not in domains:
-            raise ToolFailure(
-                "FORBIDDEN",
-                f"tenant {tenant!r} is not one of your CommCare project spaces ({', '.join(domains) or 'none'})",
-            )
+        refused = ToolFailure(
+            "FORBIDDEN",
+            f"tenant {tenant!r} is not one of your CommCare project spaces ({', '.join(domains) or 'none'})",
+        )
         try:
-            self.names = TenantNames.for_domain(tenant, self.gateway.settings.role_prefix)
+            names = TenantNames.for_domain(tenant, self.gateway.settings.role_prefix)
         except InvalidDomain as exc:
-            raise ToolFailure("VALIDATION_ERROR", str(exc)) from None
-        return self.names
+            raise (refused if tenant not in domains else ToolFailure("VALIDATION_ERROR", str(exc))) from None
+        if not await self.gateway.is_member(self.caller, tenant):
+            raise refused
+        self.names = names
+        return names
 
 
 _current: ContextVar[ToolCall] = ContextVar("data_explorer_tool_call")

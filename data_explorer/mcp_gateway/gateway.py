@@ -11,6 +11,7 @@ from data_explorer.config import Settings
 from data_explorer.control.base import ControlPlane
 from data_explorer.control.base import Conflict
 from data_explorer.control.lifecycle import teardown
+from data_explorer.mcp_gateway.auth import AuthUnavailable, CommCareAuthenticator
 from data_explorer.mcp_gateway.calls import Caller, Outcome, ToolCall
 from data_explorer.mcp_gateway.audit_writer import AuditWriter
 from data_explorer.mcp_gateway.envelope import ToolFailure
@@ -42,6 +43,7 @@ class Gateway:
         executor: Any,
         identify: Callable[[Any], Awaitable[Caller | None]],
         transport: str,
+        authenticator: CommCareAuthenticator | None = None,
     ):
         self.settings = settings
         self.db = db
@@ -51,6 +53,7 @@ class Gateway:
         self.registry = Registry.from_directory(settings.pipelines_dir)
         self.box = SecretBox.from_settings(settings)
         self._identify = identify
+        self.authenticator = authenticator  # asks CommCare about project spaces user_domains leaves out
         self._touched: dict[str, float] = {}
         with db.connect(autocommit=True) as conn:
             ensure_control_tables(conn, self.control)
@@ -70,6 +73,21 @@ class Gateway:
         if caller is None:
             raise ToolFailure("UNAUTHENTICATED", "no verified CommCare identity for this request; sign in again")
         return caller
+
+    async def is_member(self, caller: Caller, domain: str) -> bool:
+        """Whether ``caller`` may use project space ``domain``: one CommCare listed for them, or one it let
+        their own credential read (``user_domains`` leaves out plans without the integration privilege).
+        The latter is one request per credential and project space within the auth cache time."""
+        if domain in caller.domains:
+            return True
+        if self.authenticator is None or caller.credential is None:
+            return False
+        try:
+            return await self.authenticator.member_of(caller.credential, domain)
+        except AuthUnavailable as exc:
+            raise ToolFailure(
+                "UPSTREAM_UNAVAILABLE", f"CommCare could not say whether you belong to {domain!r}: {exc}; try again shortly"
+            ) from None
 
     async def db_call(self, fn: Callable[..., Any], *args: Any) -> Any:
         """Run ``fn(conn, *args)`` on an autocommit admin connection, off the event loop."""

@@ -56,6 +56,7 @@ class TenantStatus(BaseModel):
 
 class TenantList(BaseModel):
     tenants: list[TenantStatus]
+    unlisted: str = Field(description="How to use a project space of yours that CommCare leaves out of this list.")
 
 
 class PipelineInfo(BaseModel):

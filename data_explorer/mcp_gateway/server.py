@@ -106,7 +106,7 @@ def make_control_plane(settings: Settings, db: Database, store):
     return LocalControlPlane(settings, db, store_credential=store)
 
 
-def make_gateway(settings: Settings, db: Database, transport: str, identify) -> Gateway:
+def make_gateway(settings: Settings, db: Database, transport: str, identify, authenticator: CommCareAuthenticator) -> Gateway:
     def store(conn, run_id, credential):
         store_run_credential(conn, settings.control_schema, run_id, credential, gateway.box)
 
@@ -118,7 +118,7 @@ def make_gateway(settings: Settings, db: Database, transport: str, identify) -> 
         statement_timeout=settings["DATA_EXPLORER_QUERY_TIMEOUT"],
         pool_size=settings["DATA_EXPLORER_QUERY_SESSIONS"],
     )
-    gateway = Gateway(settings, db, control_plane, executor, identify, transport)
+    gateway = Gateway(settings, db, control_plane, executor, identify, transport, authenticator)
     return gateway
 
 
@@ -145,7 +145,7 @@ async def serve_stdio(settings: Settings, db: Database) -> None:
     async def identify(ctx: Any) -> Caller | None:
         return caller
 
-    gateway = make_gateway(settings, db, "stdio", identify)
+    gateway = make_gateway(settings, db, "stdio", identify, CommCareAuthenticator(settings))
     async with running(gateway):
         await build_server(gateway).run_stdio_async()
 
@@ -160,7 +160,7 @@ def http_app(settings: Settings, db: Database, host: str, port: int):
         except AuthUnavailable as exc:
             raise ToolFailure("UPSTREAM_UNAVAILABLE", f"CommCare could not verify the caller: {exc}") from None
 
-    gateway = make_gateway(settings, db, "http", identify)
+    gateway = make_gateway(settings, db, "http", identify, authenticator)
     auth = AuthSettings(
         issuer_url=settings.require_commcare().base_url,
         resource_server_url=f"http://{host}:{port}/mcp",

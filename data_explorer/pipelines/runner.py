@@ -171,6 +171,11 @@ class Runner:
     def report(self, important: bool = False) -> None:
         self.reporter.report(self.status, important=important)
 
+    def waiting(self, message: str) -> None:
+        """The client waits before retrying (a rate limit, a server error): the progress message says so."""
+        self.status.advance(self.status.progress["current"], message)
+        self.report(important=True)
+
     def writer_connection(self) -> psycopg.Connection:
         conn = self.db.connect()
         conn.execute(sql.SQL("SET ROLE {}").format(sql.Identifier(self.names.writer_role)))
@@ -516,7 +521,7 @@ def materialize(
                 client = stack.enter_context(
                     CommCareClient(
                         cc, credential or credential_from_settings(cc), request.domain,
-                        stop=cancellation.event, on_refresh=on_refresh,
+                        stop=cancellation.event, on_refresh=on_refresh, on_wait=runner.waiting,
                     )
                 )
                 runner.discover(client, writer)

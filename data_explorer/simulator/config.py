@@ -45,6 +45,9 @@ class DomainConfig:
     """Display name in ``user_domains``; None derives one from the domain."""
     deprecated_case_types: tuple[str, ...] = ()
     """Case types that ``include_deprecated=false`` hides from the Case API v2."""
+    integration_privilege: bool = True
+    """Whether the plan has CommCare's integration privilege; without it ``user_domains`` leaves the
+    space out, though its members may still use its APIs."""
 
     def __post_init__(self) -> None:
         if not _DOMAIN.match(self.name):

@@ -248,7 +248,8 @@ async def app_detail(rt: Runtime, req: Request) -> Response:
 
 async def user_domains(rt: Runtime, req: Request) -> Response:
     limit, offset = parse_paging(req.pairs, 20, 1000)
-    domains = [rt.config.domain(d) for d in req.user.domains if rt.config.domain(d) is not None]
+    # like CommCare, only project spaces whose plan has the integration privilege are listed
+    domains = [d for d in map(rt.config.domain, req.user.domains) if d is not None and d.integration_privilege]
     objects = [json.dumps({"domain_name": d.name, "project_name": d.display_name}, ensure_ascii=False)
                for d in domains[offset: offset + limit]]
     return Response(200, wire.tastypie_list(objects, limit=limit, offset=offset, total=len(domains), path=req.path,

@@ -65,9 +65,12 @@ class Space:
 def space_factory(make_settings, db, session_tag):
     running = []
 
-    def make(cases: int = 300, forms: int | None = None, users: int = 10, **config) -> Space:
+    def make(cases: int = 300, forms: int | None = None, users: int = 10, wrap=None, **config) -> Space:
+        """``wrap`` (optional) wraps the simulator's ASGI app before it serves."""
         domain = f"sp-{secrets.token_hex(3)}"
         sim = RunningSimulator(demo_config(cases=cases, forms=forms, users=users, domains=(domain, f"{domain}-x"), **config))
+        if wrap is not None:
+            sim.app = wrap(sim.app)
         sim.start()
         running.append(sim)
         return Space(sim, domain, make_settings, db, session_tag)

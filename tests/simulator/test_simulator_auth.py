@@ -132,3 +132,15 @@ def test_the_token_clock_can_be_moved_instead_of_waiting(fresh_sim):
     assert get(fresh_sim, CASES, bearer).status_code == 401
     fresh_sim.advance_clock(15 * 24 * 3600)
     assert _token(fresh_sim, grant_type="refresh_token", refresh_token=tokens["refresh_token"]).status_code == 400
+
+
+def test_user_domains_leaves_out_a_space_without_the_integration_privilege_that_its_member_still_reads():
+    from data_explorer.simulator import DomainConfig, WebUser
+
+    spaces = (DomainConfig(DOMAIN, cases=16), DomainConfig("no-integration", cases=16, integration_privilege=False))
+    member = WebUser(DEMO_USER, DEMO_API_KEY, (DOMAIN, "no-integration"))
+    with RunningSimulator(small_config(domains=spaces, users=(member,))) as sim:
+        listed = get(sim, "/api/user_domains/v1/", api_key()).json()
+        assert [d["domain_name"] for d in listed["objects"]] == [DOMAIN] and listed["meta"]["total_count"] == 1
+        cases = get(sim, "/a/no-integration/api/case/v2/", api_key(), limit=1)
+        assert cases.status_code == 200 and len(cases.json()["cases"]) == 1

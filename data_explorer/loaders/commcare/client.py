@@ -1,10 +1,14 @@
 """HTTP client for CommCare HQ: authentication, retries, and response checks.
 
-Retries 429 (honouring ``Retry-After``), 5xx and connection errors with
-exponential backoff and jitter, up to a bound; fails at once on 401/403 with a
-message naming the credential and project space; treats anything that is not a
-JSON object as a malformed response. Follows only URLs on the configured
-origin, so a hostile ``next`` link cannot collect the credential.
+Retries 429, 5xx and connection errors up to a bound. A 429 with ``Retry-After``
+waits as told, up to ``COMMCARE_MAX_RETRY_AFTER`` (a longer wait fails at once);
+without it, and on other failures, exponential backoff with jitter, a 429 waiting
+at least its share of a minute so the retries outlast a per-minute quota. Every
+wait is announced (``on_wait``, again every few seconds) and cut short by ``stop``.
+Fails at once on 401/403 with a message naming the credential, the project space
+and what is missing (``refusals``); treats anything that is not a JSON object as a
+malformed response. A ``next`` link is followed by its path and query on
+``COMMCARE_BASE_URL``, whatever host it names, so the credential goes nowhere else.
 
 An ``OAuthCredential`` is refreshed shortly before its access token expires and
 once after a 401, and ``on_refresh`` receives the renewed credential (the
@@ -17,11 +21,12 @@ from __future__ import annotations
 import email.utils
 import json
 import logging
+import math
 import random
 import threading
 import time
 from typing import Any, Callable
-from urllib.parse import urljoin, urlsplit
+from urllib.parse import unquote, urljoin, urlsplit, urlunsplit
 
 import httpx
 
@@ -35,10 +40,12 @@ from data_explorer.loaders.commcare.credentials import (
     refresh_oauth,
 )
 from data_explorer.loaders import json_codec
+from data_explorer.loaders.commcare import refusals
 from data_explorer.loaders.errors import (
     AuthError,
     Cancelled,
     MalformedResponse,
+    RateLimited,
     RequestRejected,
     RetriesExhausted,
     TransientError,
@@ -47,6 +54,8 @@ from data_explorer.loaders.errors import (
 log = logging.getLogger(__name__)
 
 BACKOFF_BASE = 1.0  # seconds before the first retry when the server gives no hint
+QUOTA_WINDOW = 60.0  # seconds: retries of a 429 without Retry-After span at least this (a per-minute quota)
+ANNOUNCE_EVERY = 5.0  # seconds between announcements of a long wait
 REFRESH_MARGIN = 60.0  # refresh an OAuth access token this many seconds before it expires
 
 
@@ -66,12 +75,27 @@ def parse_retry_after(value: str | None) -> float | None:
     return max(0.0, when.timestamp() - time.time())
 
 
-def backoff_delay(attempt: int, retry_after: float | None, max_backoff: float, rng: random.Random) -> float:
-    """Wait before retry number ``attempt`` (0-based). Pure given the rng."""
-    if retry_after is not None:
-        return min(retry_after, max_backoff)
+def retry_delay(attempt: int, error: TransientError, retries: int, max_backoff: float, rng: random.Random) -> float:
+    """Wait before retry number ``attempt`` (0-based) of at most ``retries``. Pure given the rng.
+
+    A Retry-After is waited out as told (the caller bounds it by COMMCARE_MAX_RETRY_AFTER). Otherwise
+    exponential backoff with jitter, at most ``max_backoff``; a 429 without Retry-After waits at least
+    its share of QUOTA_WINDOW, so that CommCare's per-minute quota has reset before the last retry.
+    """
+    if error.retry_after is not None:
+        return error.retry_after
     ceiling = min(max_backoff, BACKOFF_BASE * (2**attempt))
-    return ceiling * (0.5 + rng.random() / 2)
+    delay = ceiling * (0.5 + rng.random() / 2)
+    if isinstance(error, RateLimited):
+        delay = max(delay, min(max_backoff, QUOTA_WINDOW / max(1, retries)))
+    return delay
+
+
+def waiting_message(seconds: float, error: TransientError, what: str, retry: int, retries: int) -> str:
+    """The run's progress message while it waits before a retry."""
+    shown = f"{math.ceil(seconds)} s" if seconds >= 1 else f"{seconds:.1f} s"
+    reason = "CommCare's rate limit for this project space" if isinstance(error, RateLimited) else str(error)
+    return f"waiting {shown}: {reason} ({what}, retry {retry} of {retries})"
 
 
 def _snippet(content: bytes, limit: int = 120) -> str:
@@ -87,7 +111,7 @@ class CommCareClient:
         domain: str,
         *,
         stop: threading.Event | None = None,
-        on_retry: Callable[[str, float], None] | None = None,
+        on_wait: Callable[[str], None] | None = None,
         on_refresh: Callable[[OAuthCredential], None] | None = None,
         refresh_margin: float = REFRESH_MARGIN,
     ):
@@ -101,8 +125,10 @@ class CommCareClient:
         self._worked = False  # a request with the current credential succeeded
         self.refreshes = 0
         self._origin = urlsplit(settings.base_url)[:2]
+        # what a followed link's path must begin with: this project space's API under the base address
+        self._api_prefix = urlsplit(settings.base_url).path.rstrip("/") + f"/a/{domain}/api/"
         self._stop = stop or threading.Event()
-        self._on_retry = on_retry
+        self.on_wait = on_wait
         self._rng = random.Random()
         self.requests = 0
         self.retries = 0
@@ -132,6 +158,23 @@ class CommCareClient:
             )
         return absolute
 
+    def follow(self, link: str, what: str) -> str:
+        """The URL to request for a ``next`` link: its path and query on COMMCARE_BASE_URL.
+
+        CommCare builds absolute links from its own base address, which may name another host of the
+        same server (``commcarehq.org`` for ``www.commcarehq.org``). Whatever host a link names, the
+        request, and the credential with it, go to COMMCARE_BASE_URL, and only to this project
+        space's API there.
+        """
+        parts = urlsplit(link)
+        segments = unquote(parts.path).split("/")
+        if not parts.path.startswith(self._api_prefix) or "." in segments or ".." in segments:
+            raise MalformedResponse(
+                f"{what}: CommCare's next link leads outside project space {self.domain!r}'s API "
+                f"({_snippet(link.encode(), 160)}); not followed"
+            )
+        return urlunsplit(self._origin + (parts.path, parts.query, ""))
+
     def get_json(self, url: str, params: dict[str, Any] | None = None, *, what: str) -> dict[str, Any]:
         """GET a JSON object, retrying transient failures; raise a LoaderError otherwise."""
         return self._request_json("GET", url, params, None, what)
@@ -150,19 +193,44 @@ class CommCareClient:
             try:
                 return self._send_once(method, target, params, body, what)
             except TransientError as exc:
-                if attempt >= self.settings.max_retries:
-                    raise RetriesExhausted(
-                        f"{what}: gave up after {attempt + 1} attempts; last error: {exc}. "
-                        "CommCare may be rate-limiting or unavailable; run again later."
-                    ) from None
-                delay = backoff_delay(attempt, exc.retry_after, self.settings.max_backoff, self._rng)
+                delay = self._retry_delay(exc, attempt, what)
                 self.retries += 1
-                log.info("%s: %s; retrying in %.2fs", what, exc, delay)
-                if self._on_retry:
-                    self._on_retry(str(exc), delay)
-                if self._stop.wait(delay):  # a stop request cuts the wait short
-                    raise Cancelled(f"{what}: stopped on request") from None
                 attempt += 1
+                log.info("%s: %s; retrying in %.2fs", what, exc, delay)
+                self._wait(delay, exc, what, attempt)
+
+    def _retry_delay(self, exc: TransientError, attempt: int, what: str) -> float:
+        """How long to wait before retrying, or RetriesExhausted when no retry is left or worth it."""
+        settings = self.settings
+        if attempt >= settings.max_retries:
+            raise RetriesExhausted(
+                f"{what}: gave up after {attempt + 1} attempts; last error: {exc}. "
+                "CommCare may be rate-limiting or unavailable; run again later."
+            ) from None
+        if exc.retry_after is not None and exc.retry_after > settings.max_retry_after:
+            raise RetriesExhausted(
+                f"{what}: CommCare's rate limit for project space {self.domain!r} asks to wait "
+                f"{math.ceil(exc.retry_after)} s (Retry-After), more than COMMCARE_MAX_RETRY_AFTER "
+                f"({settings.max_retry_after:g} s). Run again after that, or raise COMMCARE_MAX_RETRY_AFTER."
+            ) from None
+        return retry_delay(attempt, exc, settings.max_retries, settings.max_backoff, self._rng)
+
+    def _wait(self, delay: float, exc: TransientError, what: str, retry: int) -> None:
+        """Wait ``delay`` seconds, saying so every ANNOUNCE_EVERY seconds; a stop request cuts it short."""
+        deadline, left = time.monotonic() + delay, delay
+        while left > 0:
+            self._announce(waiting_message(left, exc, what, retry, self.settings.max_retries))
+            if self._stop.wait(min(left, ANNOUNCE_EVERY)):
+                raise Cancelled(f"{what}: stopped on request") from None
+            left = deadline - time.monotonic()
+
+    def _announce(self, message: str) -> None:
+        if self.on_wait is None:
+            return
+        try:
+            self.on_wait(message)
+        except Exception as exc:  # telling about the wait must not end the run
+            log.warning("could not report a wait (%s: %s)", type(exc).__name__, exc)
 
     def _send_once(self, method: str, url: str, params: dict[str, Any] | None, payload: dict[str, Any] | None, what: str,
                    *, refreshed: bool = False) -> dict[str, Any]:
@@ -181,16 +249,18 @@ class CommCareClient:
         if status == 401 and not refreshed and isinstance(self.credential, OAuthCredential):
             self._refresh_after_401(authorization)
             return self._send_once(method, url, params, payload, what, refreshed=True)
-        if status in (401, 403):
-            raise self._auth_error(status, what, refreshed)
+        kind = response.headers.get("Content-Type", "no content type")
+        upgrade_page = status == 200 and "html" in kind.lower() and refusals.says_plan_lacks_api(body)
+        if status in (401, 402, 403) or upgrade_page:
+            raise self._auth_error(status, what, refreshed, body, url)
         if status == 429:
-            raise TransientError("rate limited (HTTP 429)", parse_retry_after(response.headers.get("Retry-After")))
+            raise RateLimited("rate limited (HTTP 429)", parse_retry_after(response.headers.get("Retry-After")))
         if status >= 500:
             raise TransientError(f"server error (HTTP {status})")
         if status != 200:
             raise RequestRejected(f"{what}: CommCare answered HTTP {status}: {_snippet(body)}")
         self._worked = True
-        return self._decode(body, response.headers.get("Content-Type", "no content type"), what)
+        return self._decode(body, kind, what)
 
     # --- authentication ------------------------------------------------------------------------
 
@@ -225,12 +295,17 @@ class CommCareClient:
                 log.warning("could not keep the refreshed OAuth token (%s); a resumed run may need a new sign-in",
                             type(exc).__name__)
 
-    def _auth_error(self, status: int, what: str, refreshed: bool) -> AuthError:
+    def _auth_error(self, status: int, what: str, refreshed: bool, body: bytes, url: str) -> AuthError:
         credential = self.credential
         refused = (
             f"CommCare refused {credential.describe()} for project space {self.domain!r} (HTTP {status} from {what})."
         )
-        if status == 401 and isinstance(credential, BearerCredential):
+        said = refusals.commcare_said(body)
+        if status == 402 or refusals.says_plan_lacks_api(body):
+            return AuthError(refusals.plan_lacks_api(refused, self.domain, said))
+        if status == 403:
+            return AuthError(refusals.forbidden(refused, urlsplit(url).path, self.domain, said))
+        if isinstance(credential, BearerCredential):
             expired = self._worked or (credential.expires_at is not None and credential.expires_at <= time.time())
             if expired:
                 return TokenExpired(
@@ -239,13 +314,12 @@ class CommCareClient:
                     "Start again with a fresh token, or use an API key or a refresh token for long runs."
                 )
             return AuthError(
-                f"{refused} Check the token; if it has expired it cannot be refreshed, because no refresh token "
-                "came with it."
+                f"{refusals.unauthorized(refused, self.domain, said)} If the token has expired it cannot be "
+                "refreshed: no refresh token came with it."
             )
         if refreshed:
-            return AuthError(f"{refused} It was refused even with a freshly refreshed access token; "
-                             "check that the user belongs to the project space.")
-        return AuthError(f"{refused} Check the credential and that the user belongs to the project space.")
+            refused += " It was refused even with a freshly refreshed access token."
+        return AuthError(refusals.unauthorized(refused, self.domain, said))
 
     @staticmethod
     def _decode(body: bytes, kind: str, what: str) -> dict[str, Any]:

@@ -70,7 +70,7 @@ def case_pages(client: CommCareClient, domain: str, *, limit: int, since: dateti
         if link in seen_links:
             raise MalformedResponse(f"{what}: 'next' repeats an earlier page ({link}); paging would never end")
         seen_links.add(link)
-        url, params = link, None
+        url, params = client.follow(link, what), None
     raise MalformedResponse(f"{what}: more than {MAX_PAGES} pages")
 
 

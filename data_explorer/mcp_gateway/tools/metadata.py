@@ -94,7 +94,7 @@ def _tables(snapshot: dict[str, Any], pipeline: Pipeline, verbose: bool) -> list
 async def _read(tenant: str | None, verbose: bool) -> tuple[TenantNames, dict[str, Any], Pipeline]:
     """The tenant's snapshot (NO_DATA before its first run), with its use recorded."""
     call = current()
-    names = call.tenant(tenant)
+    names = await call.tenant(tenant)
     snapshot = await call.gateway.db_call(_snapshot, call.gateway.control, names, verbose)
     await call.gateway.touch(names.domain)
     return names, snapshot, call.gateway.registry.get(PIPELINE)

@@ -21,7 +21,7 @@ async def query(
     ctx: Context = None,
 ) -> Outcome[QueryData]:
     call = current()
-    names = call.tenant(tenant)
+    names = await call.tenant(tenant)
     gateway = call.gateway
 
     found = await gateway.reader_login(names.domain, names.schema)

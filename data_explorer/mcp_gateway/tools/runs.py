@@ -84,7 +84,7 @@ async def run_materialization(
     ctx: Context = None,
 ) -> Outcome[RunData]:
     call = current()
-    names = call.tenant(tenant)
+    names = await call.tenant(tenant)
     try:
         call.gateway.registry.get(pipeline)
     except PipelineError as exc:
@@ -111,9 +111,9 @@ async def _own_run(call: ToolCall, run_id: str) -> tuple[RunView, TenantNames]:
     except ValueError:
         raise ToolFailure("VALIDATION_ERROR", f"{run_id!r} is not a run id (run_materialization returns one)") from None
     run = await call.gateway.control_plane.get_run(run_id)
-    if run is None or run.domain not in call.caller.domains:
+    if run is None or not await call.gateway.is_member(call.caller, run.domain):
         raise ToolFailure("NOT_FOUND", f"no run {run_id} among your project spaces' runs")
-    return run, call.tenant(run.domain)
+    return run, await call.tenant(run.domain)
 
 
 async def get_materialization_status(run_id: RunIdArg, verbose: VerboseArg = False, ctx: Context = None) -> Outcome[RunData]:

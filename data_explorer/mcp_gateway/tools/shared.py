@@ -14,7 +14,10 @@ TenantArg = Annotated[
     str | None,
     Field(
         default=None, max_length=80,
-        description="The CommCare project space to act on; optional when you belong to exactly one (list_tenants shows them).",
+        description=(
+            "The CommCare project space to act on, by its name (as in /a/<name>/); optional when you belong to exactly "
+            "one. list_tenants shows yours; one it leaves out (a plan without CommCare's integration feature) can be named too."
+        ),
     ),
 ]
 VerboseArg = Annotated[bool, Field(default=False, description="Include full detail instead of the compact listing.")]

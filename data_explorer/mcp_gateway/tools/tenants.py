@@ -44,6 +44,13 @@ def _status(conn, control: str, names: TenantNames, ttl_seconds: float | None) -
     )
 
 
+UNLISTED = (
+    "CommCare lists only project spaces whose plan includes its integration feature. To use another project space "
+    "you belong to, pass its name (as in its address, /a/<name>/) as tenant= to get_schema_status, "
+    "run_materialization or any tenant tool: the gateway asks CommCare whether you belong to it."
+)
+
+
 async def list_tenants(verbose: VerboseArg = False, ctx: Context = None) -> Outcome[TenantList]:
     call = current()
     gateway = call.gateway
@@ -57,12 +64,12 @@ async def list_tenants(verbose: VerboseArg = False, ctx: Context = None) -> Outc
         if not verbose:
             status = status.model_copy(update={"last_run": None, "expires_at": None})
         statuses.append(status)
-    return Outcome(TenantList(tenants=statuses))
+    return Outcome(TenantList(tenants=statuses, unlisted=UNLISTED))
 
 
 async def get_schema_status(tenant: TenantArg = None, ctx: Context = None) -> Outcome[TenantStatus]:
     call = current()
-    names = call.tenant(tenant)
+    names = await call.tenant(tenant)
     status = await call.gateway.db_call(_status, call.gateway.control, names, call.gateway.ttl_seconds)
     return Outcome(status, names)
 
@@ -73,7 +80,7 @@ async def teardown_schema(
     ctx: Context = None,
 ) -> Outcome[TeardownData]:
     call = current()
-    names = call.tenant(tenant)
+    names = await call.tenant(tenant)
     gateway = call.gateway
     if confirm is not True:
         raise ToolFailure(
