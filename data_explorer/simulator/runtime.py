@@ -10,7 +10,7 @@ from data_explorer.simulator.dataset import Dataset
 from data_explorer.simulator.faults import Faults
 from data_explorer.simulator.prefetch import Prefetcher
 from data_explorer.simulator.selection import ScanCache
-from data_explorer.simulator.synth import make_tag, record_id
+from data_explorer.simulator.users import api_user_ids
 
 
 class Runtime:
@@ -22,8 +22,7 @@ class Runtime:
         self.cache = ScanCache()
         self.prefetch = Prefetcher()
         self.requests: Counter[tuple[str, str]] = Counter()
-        tag = make_tag(config.seed, "", "web-user")
-        self.web_user_ids = {u.username: record_id(tag, k) for k, u in enumerate(config.users)}
+        self.web_user_ids = api_user_ids(config)
 
     def is_member(self, user: WebUser, domain: str) -> bool:
         return domain in user.domains
