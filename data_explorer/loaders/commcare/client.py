@@ -21,7 +21,7 @@ import random
 import threading
 import time
 from typing import Any, Callable
-from urllib.parse import urljoin, urlsplit
+from urllib.parse import parse_qsl, urljoin, urlsplit, urlunsplit
 
 import httpx
 
@@ -133,8 +133,13 @@ class CommCareClient:
         return absolute
 
     def get_json(self, url: str, params: dict[str, Any] | None = None, *, what: str) -> dict[str, Any]:
-        """GET a JSON object, retrying transient failures; raise a LoaderError otherwise."""
+        """GET a JSON object, retrying transient failures; raise a LoaderError otherwise. A query in ``url``
+        is kept beside ``params`` (httpx would drop it), ``params`` winning where both name a key."""
         target = self.resolve(url)
+        parts = urlsplit(target)
+        if params is not None and parts.query:
+            params = {**dict(parse_qsl(parts.query, keep_blank_values=True)), **params}
+            target = urlunsplit(parts._replace(query=""))
         attempt = 0
         while True:
             if self._stop.is_set():
