@@ -2,31 +2,79 @@
 
 Each module lists exactly the properties its case type carries, and each form
 every question (and group) its submissions contain, with English and French
-labels.
+labels. With ``property_paths`` a module also lists ``name`` and the properties
+of the case its cases index (``parent/village``, ``host/dob``), as CommCare's
+app builder does. With ``copied_app`` a copy of the first app follows the
+others: its own id and builds, the same modules and form xmlns.
 """
 
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from typing import Any
 
-from data_explorer.simulator.schema import APPS, CASE_PROPERTIES, App, FormKind, Group, Question, questions
+from data_explorer.simulator.config import DomainConfig
+from data_explorer.simulator.schema import (
+    APPS, CASE_PROPERTIES, FORM_KINDS, App, CaseSlot, FormKind, Group, Question, questions,
+)
 from data_explorer.simulator.synth import DAY_US, fmt_naive, make_tag, record_id
 
 RELEASED_BUILDS = 3  # builds listed in ``versions``, the newest released
 
 
+COPY = len(APPS)  # the index of the copied app, when there is one
+COPIED = 0  # the app it is a copy of
+
+
+def _indexed_types() -> dict[str, tuple[str, str]]:
+    """case type -> (index name, case type it points to), from the case slots of every form."""
+    found: dict[str, tuple[str, str]] = {}
+
+    def walk(nodes: tuple) -> None:
+        for node in nodes:
+            if isinstance(node, CaseSlot) and node.index is not None:
+                found[node.case_type] = (node.index.name, node.index.case_type)
+            elif isinstance(node, Group):
+                walk(node.children)
+
+    for kind in FORM_KINDS:
+        walk(kind.tree)
+    return found
+
+
+INDEXED_TYPES = _indexed_types()
+
+
+def listed_properties(case_type: str, with_paths: bool) -> list[str]:
+    """A module's ``case_properties``: the case type's own, and with ``with_paths`` what CommCare's app
+    builder adds: ``name`` and the indexed case's properties under the index name."""
+    own = list(CASE_PROPERTIES[case_type])
+    if not with_paths:
+        return own
+    paths = []
+    if case_type in INDEXED_TYPES:
+        index, target = INDEXED_TYPES[case_type]
+        paths = [f"{index}/{p}" for p in CASE_PROPERTIES[target]]
+    return sorted(["name", *own, *paths])
+
+
 class AppSet:
-    def __init__(self, seed: int, domain: str, built: int):
-        self.domain = domain
+    def __init__(self, seed: int, config: DomainConfig, built: int):
+        self.domain = config.name
         self.seed = seed
-        tag, build_tag, unique = (make_tag(seed, domain, k) for k in ("app", "build", "unique"))
-        self.ids = [record_id(tag, k) for k in range(len(APPS))]
-        self.build_ids = [record_id(build_tag, k * 1000 + app.version) for k, app in enumerate(APPS)]
-        self.versions = [app.version for app in APPS]
+        self.property_paths = config.property_paths
+        tag, build_tag, unique = (make_tag(seed, self.domain, k) for k in ("app", "build", "unique"))
+        apps = list(APPS)
+        if config.copied_app:
+            original = APPS[COPIED]
+            apps.append(replace(original, key=original.key + "_copy", name=original.name + " (copy)", version=3))
+        self.ids = [record_id(tag, k) for k in range(len(apps))]
+        self.build_ids = [record_id(build_tag, k * 1000 + app.version) for k, app in enumerate(apps)]
+        self.versions = [app.version for app in apps]
         self._unique = unique
         self._built = built
-        self.objects = [self._app(k, app) for k, app in enumerate(APPS)]
+        self.objects = [self._app(k, app) for k, app in enumerate(apps)]
         self.by_id = {obj["id"]: obj for obj in self.objects}
 
     def json(self, app_id: str | None = None) -> bytes | None:
@@ -60,7 +108,7 @@ class AppSet:
             "is_released": True,
             "modules": [
                 {
-                    "case_properties": list(CASE_PROPERTIES[module.case_type]),
+                    "case_properties": listed_properties(module.case_type, self.property_paths),
                     "case_type": module.case_type,
                     "forms": [self._form(kind, k, m, f) for f, kind in enumerate(module.forms)],
                     "name": {"en": module.name, "fr": module.name_fr},

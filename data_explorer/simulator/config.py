@@ -40,7 +40,13 @@ class DomainConfig:
     forms: int | None = None
     """Forms at data version 0; None means as many as cases (none below 8 cases). Forms need 8 cases (a family)."""
     users: int = 10
-    """Mobile workers served by the User API; they own the cases and submit the forms."""
+    """Active mobile workers served by the User API; they own the cases and submit the forms."""
+    deactivated_users: int = 0
+    """Deactivated mobile workers: listed only with ``archived=true``, yet they still own cases and
+    submit forms, as workers deactivated after their work do in CommCare."""
+    web_users: int = 0
+    """Web users of the space besides the configured API users (all are served by ``/web-user/``) who
+    also own cases and submit forms, as web users do through Web Apps."""
     project_name: str | None = None
     """Display name in ``user_domains``; None derives one from the domain."""
     deprecated_case_types: tuple[str, ...] = ()
@@ -48,12 +54,21 @@ class DomainConfig:
     integration_privilege: bool = True
     """Whether the plan has CommCare's integration privilege; without it ``user_domains`` leaves the
     space out, though its members may still use its APIs."""
+    property_paths: bool = False
+    """Modules list ``name`` and properties of the cases they index (``parent/<p>``, ``host/<p>``) among
+    their case properties, as CommCare's app builder does."""
+    copied_app: bool = False
+    """A copy of the first app with the same form xmlns; every other form of its kinds comes from the copy."""
+    casexml_v1: bool = False
+    """Update Household forms write CaseXML 1.0 blocks (``case_id`` and ``date_modified`` as elements)."""
 
     def __post_init__(self) -> None:
         if not _DOMAIN.match(self.name):
             raise ValueError(f"domain {self.name!r}: use lower-case letters, digits and dashes")
         if self.cases < 0 or self.users < 1 or (self.forms is not None and self.forms < 0):
             raise ValueError(f"domain {self.name!r}: cases and forms must be >= 0 and users >= 1")
+        if self.deactivated_users < 0 or self.web_users < 0:
+            raise ValueError(f"domain {self.name!r}: deactivated_users and web_users must be >= 0")
         if self.form_count and self.cases < 8:
             raise ValueError(f"domain {self.name!r}: forms need at least 8 cases to refer to (one family)")
 
@@ -301,18 +316,21 @@ def demo_config(
     token_ttl: float = 15 * 60,
     faults: FaultConfig | None = None,
     behaviour: WireBehaviour | None = None,
+    **space: object,
 ) -> SimulatorConfig:
     """The demo setup: the demo user belongs to the first domain, the other user to the rest.
 
     Every domain gets the same sizes; the second and later ones are smaller when
     ``cases`` is large, so a demo of a million cases does not serve two millions.
+    ``space`` sets other ``DomainConfig`` fields of every domain (``web_users=2``).
     """
     if not domains:
         raise ValueError("at least one domain")
     first, rest = domains[0], tuple(domains[1:])
-    spaces = [DomainConfig(first, cases=cases, forms=forms, users=users)]
+    spaces = [DomainConfig(first, cases=cases, forms=forms, users=users, **space)]
     small = min(cases, 200)
-    spaces += [DomainConfig(d, cases=small, forms=None if forms is None else min(forms, small), users=users) for d in rest]
+    spaces += [DomainConfig(d, cases=small, forms=None if forms is None else min(forms, small), users=users, **space)
+               for d in rest]
     people = [WebUser(DEMO_USER, DEMO_API_KEY, (first,), "Demo", "User")]
     people.append(WebUser(OTHER_USER, OTHER_API_KEY, rest, "Other", "Person"))
     return SimulatorConfig(

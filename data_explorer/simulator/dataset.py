@@ -18,11 +18,11 @@ from typing import Any, Callable
 
 from data_explorer.simulator.apps import AppSet
 from data_explorer.simulator.cases import CaseSpace
-from data_explorer.simulator.config import DomainConfig, SimulatorConfig
+from data_explorer.simulator.config import DomainConfig, SimulatorConfig, WebUser
 from data_explorer.simulator.forms import FormSpace
 from data_explorer.simulator.mutation import Mutation
 from data_explorer.simulator.synth import DAY_US, US, fmt_ts, parse_id, stable_hash, to_us
-from data_explorer.simulator.users import UserSpace
+from data_explorer.simulator.users import UserSpace, api_user_ids
 
 START = to_us(datetime(2024, 1, 1, tzinfo=timezone.utc))
 SPAN = 365 * DAY_US
@@ -32,17 +32,18 @@ MAX_CHANGES = 1_000_000  # changes per mutation: they must fit in MUTATION_STEP
 
 
 class ProjectSpace:
-    def __init__(self, config: DomainConfig, seed: int):
+    def __init__(self, config: DomainConfig, seed: int, members: list[tuple[str, WebUser]] = ()):
+        """``members``: (id, user) of the configured API users who belong to the space."""
         self.config = config
         self.name = config.name
         self.seed = seed
         self.deprecated = frozenset(config.deprecated_case_types)
-        self.users = UserSpace(seed, config.name, config.users, START + SPAN)
-        self.cases = CaseSpace(seed, config.name, config.cases, self.users.ids, START, SPAN)
-        self.apps = AppSet(seed, config.name, START)
+        self.users = UserSpace(seed, config, list(members), START + SPAN)
+        owners = self.users.owners
+        self.cases = CaseSpace(seed, config.name, config.cases, [user_id for user_id, _ in owners], START, SPAN)
+        self.apps = AppSet(seed, config, START)
         self.forms = FormSpace(
-            seed, config.name, config.form_count, self.cases, self.apps.ids, self.apps.build_ids,
-            self.apps.versions, list(zip(self.users.ids, self.users.usernames)), START, SPAN,
+            seed, config, self.cases, self.apps.ids, self.apps.build_ids, self.apps.versions, owners, START, SPAN,
         )
         self.version = 0  # mutations made: each has its own instant
         self.revision = 0  # changes applied (mutations and late ones made visible): what caches are keyed by
@@ -198,11 +199,11 @@ class ProjectSpace:
 
     def state(self) -> dict[str, Any]:
         """Counts: ``forms`` includes the archived ones (listed with ``include_archived``), ``users`` does not
-        (the User API lists deactivated workers only with ``archived=true``). Late changes not yet visible are
-        not counted."""
+        (the User API lists deactivated workers only with ``archived=true``); ``web_users`` are listed by
+        the Web User API. Late changes not yet visible are not counted."""
         forms, users, cases = self.forms, self.users, self.cases
         live_forms, archived_forms = forms.counts()
-        archived_users = sum(1 for j in range(users.count) if users.archived(j))
+        archived_users = len(users.inactive)
         return {
             "version": self.version,
             "cases": cases.n_total - self.cases_deleted,
@@ -213,6 +214,7 @@ class ProjectSpace:
             "forms_deleted": len(forms.deleted),
             "users": users.count - archived_users,
             "users_archived": archived_users,
+            "web_users": len(users.web),
             "apps": len(self.apps.ids),
             "pending_changes": len(self.pending),
         }
@@ -238,7 +240,11 @@ class Dataset:
         self.reset()
 
     def reset(self) -> None:
-        self.spaces = {d.name: ProjectSpace(d, self.config.seed) for d in self.config.domains}
+        ids = api_user_ids(self.config)
+        self.spaces = {
+            d.name: ProjectSpace(d, self.config.seed, [(ids[u.username], u) for u in self.config.users if d.name in u.domains])
+            for d in self.config.domains
+        }
         self.case_tags = {space.cases.tag: name for name, space in self.spaces.items()}
         self.form_tags = {space.forms.tag: name for name, space in self.spaces.items()}
         self.version = 0

@@ -231,6 +231,26 @@ async def user_detail(rt: Runtime, req: Request) -> Response:
     return Response(200, space.users.render(j, to_boolean(dict(req.pairs).get("extras", ""))).encode())
 
 
+# --- Web User API v0.5 -------------------------------------------------------------------------
+
+
+async def web_user_list(rt: Runtime, req: Request) -> Response:
+    """Every web user of the space (CommCare lists them whole: no archived filter, no groups);
+    ``web_username`` picks one."""
+    space = _space(rt, req)
+    limit, offset = parse_paging(req.pairs, USER_DEFAULT_LIMIT, USER_MAX_LIMIT)
+    selected = space.users.web_users(dict(req.pairs).get("web_username"))
+    objects = [space.users.render_web(u) for u in selected[offset: offset + limit]]
+    return Response(200, wire.tastypie_list(objects, limit=limit, offset=offset, total=len(selected), path=req.path,
+                                            pairs=req.pairs))
+
+
+async def web_user_detail(rt: Runtime, req: Request) -> Response:
+    space = _space(rt, req)
+    user = space.users.web_user(req.match["id"])
+    return Response(200, space.users.render_web(user).encode()) if user is not None else empty(404)
+
+
 # --- Application API ---------------------------------------------------------------------------
 
 

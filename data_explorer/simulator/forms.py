@@ -8,7 +8,11 @@ pair of forms shares one timestamp; ``received_on``, ``indexed_on`` and
 ``server_modified_on`` all grow with the position, so date filters become
 position ranges. Base form ``j`` is archived when ``j % 53 == 52``. A quarter
 of the pairs are *legacy* records stored at whole seconds, where flooring
-keeps them after the pair before.
+keeps them after the pair before. Forms are submitted by the case owners
+(``users``): mobile workers, deactivated ones among them, and web users. With
+the space's ``copied_app`` every odd-numbered form of the first app's kinds
+comes from its copy; with ``casexml_v1`` the Update Household forms write
+CaseXML 1.0 blocks.
 
 A form's *number* names it (its id); base form ``j`` is number ``j``. Forms
 archived, unarchived or deleted later, or indexed late, make the space
@@ -23,10 +27,12 @@ from __future__ import annotations
 import bisect
 from dataclasses import dataclass, replace
 
+from data_explorer.simulator.apps import COPIED, COPY
 from data_explorer.simulator.cases import CaseSpace
+from data_explorer.simulator.config import DomainConfig
 from data_explorer.simulator.pools import UTF8, Value, esc
 from data_explorer.simulator.schema import (
-    APP_OF_KIND, CASE_XMLNS, FAMILY, FORM_KINDS, HOST_SLOT, META_XMLNS, PATIENT_SLOTS, SLOT_TYPES, VISIT_SLOTS, CaseSlot, FormKind,
+    APP_OF_KIND, CASE_XMLNS, FAMILY, FORM_KINDS, HOST_SLOT, META_XMLNS, PATIENT_SLOTS, SLOT_TYPES, VISIT_SLOTS, CaseSlot,
     Group, Question, parent_index, value,
 )
 from data_explorer.simulator.stamps import PLAIN, Printer
@@ -35,6 +41,7 @@ from data_explorer.simulator.synth import (
 )
 
 ARCHIVE_EVERY = 53  # base form j is archived when j % 53 == 52
+V1_KINDS = ("update_household",)  # the kinds whose case blocks are CaseXML 1.0 when the space says so
 KIND_INDEX = {kind.key: k for k, kind in enumerate(FORM_KINDS)}
 _SALTS: dict[str, int] = {}
 
@@ -70,16 +77,18 @@ class FormDesc:
 
 
 class FormSpace:
-    def __init__(self, seed: int, domain: str, n_base: int, cases: CaseSpace, app_ids: list[str],
+    def __init__(self, seed: int, config: DomainConfig, cases: CaseSpace, app_ids: list[str],
                  build_ids: list[str], app_versions: list[int], users: list[tuple[str, str]], start: int, span: int):
-        self.domain = domain
+        domain = self.domain = config.name
+        n_base = self.n_base = config.form_count
         self.tag = make_tag(seed, domain, "form")
         self.salt = stable_hash(seed, domain, "form")
-        self.n_base = n_base
+        self.copied_app = config.copied_app
+        self.casexml_v1 = config.casexml_v1
         self.cases = cases
         self.families = max(cases.n_base // FAMILY, 1)
         self.app_ids, self.build_ids, self.app_versions = app_ids, build_ids, app_versions
-        self.users = users  # (user id, username) of the mobile workers
+        self.users = users  # (user id, username) of who submits: the case owners
         self.start = start
         self.spacing = max(4000, span // max(n_base, 1) // 1000 * 1000)  # whole milliseconds
         self.tail: list[FormDesc] = []
@@ -275,12 +284,18 @@ class FormSpace:
 
     # --- rendering ------------------------------------------------------------------------
 
+    def app_of(self, d: FormDesc) -> int:
+        """The index of the app a form was submitted from: every other form of the copied app's kinds
+        comes from the copy, when there is one."""
+        app = APP_OF_KIND[FORM_KINDS[d.kind].key]
+        return COPY if self.copied_app and app == COPIED and d.number % 2 else app
+
     def render(self, d: FormDesc, base_url: str, printer: Printer = PLAIN) -> str:
         kind = FORM_KINDS[d.kind]
         form_id = record_id(self.tag, d.number)
         h = mix64(self.salt ^ (d.number * 0x9E3779B97F4A7C15))
         user_id, username = self.users[d.user]
-        app = _app_of(kind)
+        app = self.app_of(d)
         if printer.plain:
             received, server, indexed = fmt_ts(d.received), fmt_ts(d.server), fmt_ts(d.indexed)
         else:
@@ -294,7 +309,7 @@ class FormSpace:
             f'"appVersion": "{app_version}", "deviceID": "{device}", "instanceID": "{form_id}", '
             f'"timeEnd": "{fmt_ts(end)}", "timeStart": "{fmt_ts(start)}", "userID": "{user_id}", "username": "{username}"'
         )
-        ctx = _Context(self, d, user_id, fmt_naive(end))
+        ctx = _Context(self, d, user_id, fmt_naive(end), self.casexml_v1 and kind.key in V1_KINDS)
         members = _nodes(kind.tree, ctx, h, {})
         tree = (
             f'{{"#type": "data", "@name": "{kind.name}", "@uiVersion": "1", "@version": "{self.app_versions[app]}", '
@@ -314,16 +329,12 @@ class FormSpace:
         )
 
 
-def _app_of(kind: FormKind) -> int:
-    return APP_OF_KIND[kind.key]
-
-
 class _Context:
-    __slots__ = ("space", "desc", "roles", "user_id", "modified")
+    __slots__ = ("space", "desc", "roles", "user_id", "modified", "v1")
 
-    def __init__(self, space: FormSpace, desc: FormDesc, user_id: str, modified: str):
+    def __init__(self, space: FormSpace, desc: FormDesc, user_id: str, modified: str, v1: bool):
         self.space, self.desc, self.roles = space, desc, dict(desc.roles)
-        self.user_id, self.modified = user_id, modified
+        self.user_id, self.modified, self.v1 = user_id, modified, v1
 
 
 def _nodes(nodes: tuple, ctx: _Context, h: int, bound: dict[str, int]) -> list[str]:
@@ -369,21 +380,27 @@ def _case_values(ctx: _Context, index: int):
 
 
 def _block(slot: CaseSlot, index: int, ctx: _Context, values: dict[str, Value], h: int) -> str:
+    """A case block: CaseXML 2.0 (the id and stamps as attributes), or 1.0 (as elements, the case type in
+    ``case_type_id``, no index: ``casexml/apps/case/xml/parser.py``)."""
     cases = ctx.space.cases
-    parts = [
-        f'"@case_id": "{cases.case_id(index)}", "@date_modified": "{ctx.modified}", '
-        f'"@user_id": "{ctx.user_id}", "@xmlns": "{CASE_XMLNS}"'
-    ]
+    if ctx.v1:
+        parts = [f'"case_id": "{cases.case_id(index)}", "date_modified": "{ctx.modified}"']
+    else:
+        parts = [
+            f'"@case_id": "{cases.case_id(index)}", "@date_modified": "{ctx.modified}", '
+            f'"@user_id": "{ctx.user_id}", "@xmlns": "{CASE_XMLNS}"'
+        ]
     created = index in ctx.desc.created
     if created:
         v = _case_values(ctx, index)
-        parts.append(
-            f'"create": {{"case_name": "{esc(v.name, UTF8)}", "case_type": "{slot.case_type}", "owner_id": "{v.owner_id}"}}'
-        )
+        type_key, owner = ("case_type_id", f'"user_id": "{ctx.user_id}"') if ctx.v1 else ("case_type", f'"owner_id": "{v.owner_id}"')
+        parts.append(f'"create": {{"case_name": "{esc(v.name, UTF8)}", "{type_key}": "{slot.case_type}", {owner}}}')
     update = ", ".join(f'"{name}": "{esc(values[name], UTF8)}"' for name in slot.update)
     parts.append(f'"update": {{{update}}}' if update else '"update": ""')
     target = parent_index(index)
-    if created and slot.index and target is not None:
+    if ctx.v1:
+        pass  # CaseXML 1.0 has no index
+    elif created and slot.index and target is not None:
         relationship = ', "@relationship": "extension"' if slot.index.relationship == "extension" else ""
         parts.append(
             f'"index": {{"{slot.index.name}": {{"#text": "{cases.case_id(target)}", '

@@ -12,7 +12,7 @@ from data_explorer.simulator.prefetch import Prefetcher
 from data_explorer.simulator.quota import QuotaCounter
 from data_explorer.simulator.selection import ScanCache
 from data_explorer.simulator.stamps import Printer
-from data_explorer.simulator.synth import make_tag, record_id
+from data_explorer.simulator.users import api_user_ids
 
 
 class Runtime:
@@ -26,8 +26,7 @@ class Runtime:
         self.requests: Counter[tuple[str, str]] = Counter()
         self.quota = QuotaCounter()
         self.set_behaviour(config.behaviour)
-        tag = make_tag(config.seed, "", "web-user")
-        self.web_user_ids = {u.username: record_id(tag, k) for k, u in enumerate(config.users)}
+        self.web_user_ids = api_user_ids(config)
 
     def set_behaviour(self, behaviour: WireBehaviour) -> None:
         """Serve from now on as ``behaviour`` says; pages rendered ahead the old way are dropped."""

@@ -18,7 +18,7 @@ from data_explorer.simulator.cases import CaseSpace, CaseState, CaseValues, inde
 from data_explorer.simulator.dataset import ProjectSpace
 from data_explorer.simulator.forms import FormDesc, FormSpace
 from data_explorer.simulator.queries import CaseFilter, CaseQuery, FormQuery, to_boolean
-from data_explorer.simulator.schema import APP_OF_KIND, FAMILY, FORM_KINDS, SLOT_TYPES, parent_index
+from data_explorer.simulator.schema import FAMILY, FORM_KINDS, SLOT_TYPES, parent_index
 from data_explorer.simulator.synth import DAY_US, parse_id
 
 CACHE_SIZE = 16
@@ -229,7 +229,7 @@ def _form_predicate(space: ProjectSpace, query: FormQuery) -> Callable[[FormDesc
         checks.append(lambda d: d.kind in kinds)
     if query.app_id is not None:
         apps = {k for k, app_id in enumerate(space.apps.ids) if app_id == query.app_id}
-        checks.append(lambda d: APP_OF_KIND[FORM_KINDS[d.kind].key] in apps)
+        checks.append(lambda d: space.forms.app_of(d) in apps)
     if query.case_id is not None:
         found = case_by_id(space, query.case_id)
         wanted = found[0] if found else -1

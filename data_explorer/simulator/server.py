@@ -48,6 +48,8 @@ ROUTES = (
     _route("GET", _D + r"(?:v0\.5/form|form/v1)/(?P<id>[^/]+)/?$", endpoints.form_detail, "form", "forms"),
     _route("GET", _D + r"(?:v0\.5/user|user/v1)/?$", endpoints.user_list, "users", "users"),
     _route("GET", _D + r"(?:v0\.5/user|user/v1)/(?P<id>[^/]+)/?$", endpoints.user_detail, "user", "users"),
+    _route("GET", _D + r"v0\.5/web-user/?$", endpoints.web_user_list, "web_users", "users"),
+    _route("GET", _D + r"v0\.5/web-user/(?P<id>[^/]+)/?$", endpoints.web_user_detail, "web_user", "users"),
     _route("GET", _D + r"(?:v0\.5/application|application/v1)/?$", endpoints.app_list, "apps", "apps"),
     _route("GET", _D + r"(?:v0\.5/application|application/v1)/(?P<id>[^/]+)/?$", endpoints.app_detail, "app", "apps"),
     _route("GET", r"^/api/(?:user_domains/v1|v0\.5/user_domains)/?$", endpoints.user_domains, "user_domains", "identity"),

@@ -55,6 +55,7 @@ def ensure_raw_tables(conn: psycopg.Connection, raw_schema: str, tables: tuple[T
                         ident(raw_schema), ident(table.name), ident(column.name), sql.SQL(column.type)
                     )
                 )
+            _follow_primary_key(conn, raw_schema, table)
             if table.parent:
                 # children are found by their parent's key; a primary key that starts with it serves
                 # that already, and a second index would only cost every insert
@@ -67,3 +68,24 @@ def ensure_raw_tables(conn: psycopg.Connection, raw_schema: str, tables: tuple[T
                             index, ident(raw_schema), ident(table.name), ident(table.parent.key)
                         )
                     )
+
+
+def _follow_primary_key(conn: psycopg.Connection, raw_schema: str, table: Table) -> None:
+    """Give a table made by an older pipeline the primary key the pipeline declares now (form_definitions
+    went from xmlns to app_id and xmlns). Rows that do not fit the new key fail the change, naming it."""
+    row = conn.execute(
+        "SELECT c.conname, array_agg(a.attname ORDER BY k.ord) FROM pg_constraint c"
+        " CROSS JOIN LATERAL unnest(c.conkey) WITH ORDINALITY AS k(attnum, ord)"
+        " JOIN pg_attribute a ON a.attrelid = c.conrelid AND a.attnum = k.attnum"
+        " WHERE c.conrelid = %s::regclass AND c.contype = 'p' GROUP BY c.conname",
+        (sql.SQL("{}.{}").format(sql.Identifier(raw_schema), sql.Identifier(table.name)).as_string(conn),),
+    ).fetchone()
+    if row is not None and list(row[1]) == list(table.primary_key):
+        return
+    drop = sql.SQL("DROP CONSTRAINT {}, ").format(sql.Identifier(row[0])) if row is not None else sql.SQL("")
+    conn.execute(
+        sql.SQL("ALTER TABLE {}.{} {}ADD PRIMARY KEY ({})").format(
+            sql.Identifier(raw_schema), sql.Identifier(table.name), drop,
+            sql.SQL(", ").join(map(sql.Identifier, table.primary_key)),
+        )
+    )

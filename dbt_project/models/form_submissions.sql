@@ -1,20 +1,21 @@
+{#- A form definition is an xmlns in an app: a copied app keeps its forms' xmlns, so both are the key. -#}
 with submitted as (
     select
+        app_id,
         xmlns,
         max(form_name) as seen_name,
-        max(app_id) as seen_app_id,
         count(*) as submissions,
         count(distinct user_id) as submitters,
         min(received_on) as first_received_on,
         max(received_on) as last_received_on
     from {{ ref('forms') }}
     where xmlns is not null
-    group by xmlns
+    group by app_id, xmlns
 )
 select
     coalesce(d.xmlns, s.xmlns) as xmlns,
     coalesce(d.form_name, s.seen_name) as form_name,
-    coalesce(d.app_id, s.seen_app_id) as app_id,
+    coalesce(d.app_id, s.app_id) as app_id,
     d.app_name,
     d.module_name,
     d.case_type,
@@ -25,4 +26,4 @@ select
     s.first_received_on,
     s.last_received_on
 from {{ source('raw', 'form_definitions') }} as d
-full outer join submitted as s on s.xmlns = d.xmlns
+full outer join submitted as s on s.app_id = d.app_id and s.xmlns = d.xmlns

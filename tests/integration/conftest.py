@@ -36,7 +36,8 @@ class Space:
 
     def expected(self) -> dict[str, int]:
         state = self.sim.state()["domains"][self.domain]
-        return {"cases": state["cases"], "forms": state["forms"], "users": state["users"]}
+        users = state["users"] + state["users_archived"] + state["web_users"]  # active, deactivated, web
+        return {"cases": state["cases"], "forms": state["forms"], "users": users}
 
     def count(self, conn: psycopg.Connection, table: str, schema: str | None = None) -> int:
         return conn.execute(

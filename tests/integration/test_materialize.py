@@ -76,6 +76,43 @@ def test_nested_case_blocks_become_form_to_case_rows(space, conn):
     assert orphans == 0
 
 
+def test_apps_and_blocks_as_commcare_serves_them(space_factory, conn):
+    """Modules listing name and parent/host paths, a copied app with the same xmlns, CaseXML 1.0 blocks."""
+    space = space_factory(cases=160, forms=210, property_paths=True, copied_app=True, casexml_v1=True)
+    status = space.run()
+    assert status.phase == "Succeeded", status.error
+    schema, raw = sql.Identifier(space.names.schema), sql.Identifier(space.names.raw_schema)
+    listed = conn.execute(sql.SQL("SELECT property FROM {}.case_type_properties").format(raw)).fetchall()
+    assert listed and not [p for (p,) in listed if p == "name" or "/" in p]
+    columns = {c for (c,) in conn.execute(
+        r"SELECT column_name FROM information_schema.columns WHERE table_schema = %s AND table_name LIKE 'case\_%%'",
+        (space.names.schema,))}
+    paths = [c for c in columns if c.startswith(("parent_", "host_")) and c not in ("parent_case_id", "host_case_id")]
+    assert "village" in columns and "dob" in columns and not paths and not columns & {"name", "p_name"}
+    # one form_submissions row per definition; every form joins to exactly one, on app and xmlns
+    definitions = conn.execute(sql.SQL("SELECT count(*) FROM {}.form_definitions").format(raw)).fetchone()[0]
+    per_app = conn.execute(sql.SQL(
+        "SELECT count(*), count(DISTINCT xmlns), sum(submissions) FROM {}.form_submissions").format(schema)).fetchone()
+    assert per_app[0] == definitions == 7 + 4 and per_app[1] == 7  # the copy's four forms keep their xmlns
+    assert per_app[2] == space.count(conn, "forms")
+    joined = conn.execute(sql.SQL(
+        "SELECT count(*), count(DISTINCT f.form_id) FROM {0}.forms f"
+        " JOIN {0}.form_submissions s ON s.app_id = f.app_id AND s.xmlns = f.xmlns").format(schema)).fetchone()
+    assert joined == (space.count(conn, "forms"),) * 2
+    copied = conn.execute(sql.SQL(
+        "SELECT min(submissions) FROM {}.form_submissions WHERE app_name LIKE '%%(copy)'").format(schema)).fetchone()[0]
+    assert copied > 0
+    # CaseXML 1.0 blocks become actions like 2.0 ones: every Update Household form updates its household
+    missing = conn.execute(sql.SQL(
+        "SELECT count(*) FROM {0}.forms f WHERE f.form_name = 'Update Household' AND NOT EXISTS"
+        " (SELECT 1 FROM {0}.form_case_actions a WHERE a.form_id = f.form_id AND a.path = 'form.case'"
+        " AND a.action = 'update' AND a.case_type = 'household')").format(schema)).fetchone()[0]
+    v1 = conn.execute(sql.SQL(
+        "SELECT count(*) FROM {}.forms WHERE form_name = 'Update Household' AND form -> 'case' ? 'case_id'").format(schema)
+    ).fetchone()[0]
+    assert v1 > 0 and missing == 0
+
+
 def _loaded(conn, space):
     return dict(conn.execute(
         sql.SQL("SELECT case_id, _loaded_at FROM {}.cases").format(sql.Identifier(space.names.raw_schema))

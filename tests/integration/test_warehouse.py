@@ -57,7 +57,7 @@ class ListLoader:
 
 
 def _user(user_id, name="x"):
-    return (user_id, name, None, None, None, None, "[]", "[]", None, "[]", "{}")
+    return (user_id, name, None, None, None, None, "[]", "[]", None, "[]", "{}", "mobile", True, None)
 
 
 def _users(conn, names):
@@ -319,3 +319,28 @@ def test_a_tenant_lock_whose_session_was_terminated_ends_without_error_and_is_fr
                 time.sleep(0.05)
     assert try_lock(conn, domain)
     unlock(conn, domain)
+
+
+def _primary_key(conn, names, table):
+    return conn.execute(
+        "SELECT array_agg(a.attname ORDER BY k.ord) FROM pg_constraint c"
+        " CROSS JOIN LATERAL unnest(c.conkey) WITH ORDINALITY AS k(attnum, ord)"
+        " JOIN pg_attribute a ON a.attrelid = c.conrelid AND a.attnum = k.attnum"
+        " WHERE c.conrelid = %s::regclass AND c.contype = 'p'", (f'"{names.raw_schema}"."{table}"',),
+    ).fetchone()[0]
+
+
+def test_a_raw_table_made_with_an_older_primary_key_takes_the_declared_one_and_keeps_its_rows(conn, tenant):
+    """form_definitions was keyed by xmlns alone; a tenant made then is moved to (app_id, xmlns)."""
+    table = sql.SQL("{}.form_definitions").format(sql.Identifier(tenant.raw_schema))
+    with conn.transaction():
+        conn.execute(sql.SQL("ALTER TABLE {} DROP CONSTRAINT form_definitions_pkey, ADD PRIMARY KEY (xmlns)").format(table))
+        conn.execute(sql.SQL("INSERT INTO {} (xmlns, app_id, questions, _generation) VALUES ('x1', 'a1', '[]', 0)").format(table))
+    assert _primary_key(conn, tenant, "form_definitions") == ["xmlns"]
+    ensure_raw_tables(conn, tenant.raw_schema, PIPELINE.raw_tables)
+    assert _primary_key(conn, tenant, "form_definitions") == ["app_id", "xmlns"]
+    with conn.transaction():  # a copied app's form: the same xmlns in another app
+        conn.execute(sql.SQL("INSERT INTO {} (xmlns, app_id, questions, _generation) VALUES ('x1', 'a2', '[]', 0)").format(table))
+    assert conn.execute(sql.SQL("SELECT count(*) FROM {}").format(table)).fetchone()[0] == 2
+    ensure_raw_tables(conn, tenant.raw_schema, PIPELINE.raw_tables)  # and again: nothing to change
+    assert _primary_key(conn, tenant, "form_definitions") == ["app_id", "xmlns"]

@@ -134,7 +134,8 @@ async def test_job_success_ends_succeeded_with_row_counts_through_the_real_runne
         run = await cluster.wait_for(MATERIALIZATION_RUNS, "run-1", lambda o: o and o["status"].get("secretsRemovedAt"))
         expected = sim.state()["domains"][domain]
         load = run["status"]["phases"]["load"]
-        assert (load["cases"]["rows"], load["forms"]["rows"], load["users"]["rows"]) == (expected["cases"], expected["forms"], expected["users"])
+        users = expected["users"] + expected["users_archived"] + expected["web_users"]  # every list the loader reads
+        assert (load["cases"]["rows"], load["forms"]["rows"], load["users"]["rows"]) == (expected["cases"], expected["forms"], users)
         assert run["status"]["rows"] == sum(entry["rows"] for entry in load.values())
         assert run["status"]["completedAt"].endswith("Z") and not run["status"].get("error")
         assert await cluster.get(SECRETS, "run-1-credentials") is None  # no secret outlives its run

@@ -16,7 +16,8 @@ FORMS = 350
 def small_config(**overrides) -> SimulatorConfig:
     values = dict(
         domains=(
-            DomainConfig(DOMAIN, cases=CASES, forms=FORMS, users=20, deprecated_case_types=("visit",)),
+            DomainConfig(DOMAIN, cases=CASES, forms=FORMS, users=19, deactivated_users=1, web_users=2,
+                         deprecated_case_types=("visit",)),
             DomainConfig("demo-other", cases=40),
             DomainConfig("empty-space", cases=0),
         ),

@@ -6,10 +6,13 @@ from urllib.parse import parse_qsl, urlsplit
 
 from simulator_helpers import DOMAIN, all_cases
 
+from data_explorer.simulator import DEMO_USER
+
 from data_explorer.loaders.commcare.applications import build_metadata
 from data_explorer.loaders.commcare.forms import find_case_blocks
 
 USERS = f"/a/{DOMAIN}/api/v0.5/user/"
+WEB_USERS = f"/a/{DOMAIN}/api/v0.5/web-user/"
 APPS = f"/a/{DOMAIN}/api/v0.5/application/"
 
 
@@ -21,7 +24,7 @@ def test_user_paging_and_fields(client):
         if not body["meta"]["next"]:
             break
         path, query = urlsplit(body["meta"]["next"]).path, dict(parse_qsl(urlsplit(body["meta"]["next"]).query))
-    assert len(users) == 19 == body["meta"]["total_count"]  # 20 workers, the 17th archived
+    assert len(users) == 19 == body["meta"]["total_count"]  # 20 workers, one of them deactivated
     assert len({u["id"] for u in users}) == 19
     fields = {"id", "username", "first_name", "last_name", "default_phone_number", "email", "phone_numbers", "groups",
               "primary_location", "locations", "user_data", "resource_uri"}
@@ -46,12 +49,34 @@ def test_user_filters_and_extras(client):
 
 
 def test_case_owners_and_submitters_are_users(client):
-    users = {u["id"]: u for u in client.get(USERS, params={"limit": 100, "archived": "false"}).json()["objects"]}
-    users |= {u["id"]: u for u in client.get(USERS, params={"archived": "true"}).json()["objects"]}
+    active = {u["id"]: u for u in client.get(USERS, params={"limit": 100, "archived": "false"}).json()["objects"]}
+    deactivated = {u["id"]: u for u in client.get(USERS, params={"archived": "true"}).json()["objects"]}
+    web = {u["id"]: u for u in client.get(WEB_USERS).json()["objects"]}
+    assert not (set(active) & set(deactivated)) and not (set(web) & (set(active) | set(deactivated)))
+    users = active | deactivated | web
     cases, _ = all_cases(client, {"limit": 5000})
-    assert {c["owner_id"] for c in cases} <= set(users)
-    forms = client.get(f"/a/{DOMAIN}/api/v0.5/form/", params={"limit": 200}).json()["objects"]
+    owners = {c["owner_id"] for c in cases}
+    assert owners <= set(users)
+    forms = client.get(f"/a/{DOMAIN}/api/v0.5/form/", params={"limit": 1000}).json()["objects"]
     assert all(users[f["metadata"]["userID"]]["username"] == f["metadata"]["username"] for f in forms)
+    submitters = {f["metadata"]["userID"] for f in forms}
+    for kind in (deactivated, web):  # deactivated workers and web users own cases and submit forms too
+        assert owners & set(kind) and submitters & set(kind)
+
+
+def test_web_users_as_the_web_user_api_lists_them(client):
+    body = client.get(WEB_USERS, params={"limit": 2}).json()
+    assert body["meta"]["total_count"] == 3 and len(body["objects"]) == 2 and body["meta"]["next"]
+    everyone = client.get(WEB_USERS, params={"limit": 100}).json()["objects"]
+    fields = {"id", "username", "first_name", "last_name", "default_phone_number", "email", "phone_numbers", "role",
+              "is_admin", "permissions", "resource_uri"}
+    assert all(set(u) == fields for u in everyone)
+    me = next(u for u in everyone if u["username"] == DEMO_USER)  # the API user is a web user of its space
+    assert me["is_admin"] and me["role"] == "Admin" and me["id"] == client.get("/api/v0.5/identity/").json()["id"]
+    assert all(u["role"] and isinstance(u["permissions"], dict) for u in everyone)
+    one = client.get(WEB_USERS, params={"web_username": everyone[1]["username"]}).json()["objects"]
+    assert one == [everyone[1]] and client.get(f"{WEB_USERS}{one[0]['id']}/").json() == one[0]
+    assert client.get(f"{WEB_USERS}nobody/").status_code == 404
 
 
 def test_application_list_and_detail(client):
@@ -118,7 +143,7 @@ def test_discover_labels_every_property_from_a_question(client):
     assert set(metadata["case_types"]) == {"household", "patient", "visit"}
     for case_type, entry in metadata["case_types"].items():
         assert all(prop["label"] for prop in entry["properties"].values()), case_type
-    labels = [q["label"] for f in metadata["forms"].values() for q in f["questions"]]
+    labels = [q["label"] for f in metadata["forms"] for q in f["questions"]]
     assert any(not label.isascii() for label in labels)
 
 
@@ -130,4 +155,5 @@ def test_state_counts_what_the_apis_list(client):
     assert state["forms"] - state["forms_archived"] == client.get(f"/a/{DOMAIN}/api/v0.5/form/").json()["meta"]["total_count"]
     assert state["users"] == client.get(USERS).json()["meta"]["total_count"]
     assert state["users_archived"] == client.get(USERS, params={"archived": "true"}).json()["meta"]["total_count"]
+    assert state["web_users"] == client.get(WEB_USERS).json()["meta"]["total_count"]
     assert state["apps"] == len(client.get(APPS).json()["objects"])

@@ -27,12 +27,22 @@ TREE = {
     "group": {"repeat_single": {"case": {"@case_id": "r1", "index": "", "update": {"x": "ü"}}}},
     "ext": {"case": {"@case_id": "e1", "index": {"host": {"@case_type": "patient", "@relationship": "extension", "#text": "p1"}}}},
     "listed": {"case": [{"@case_id": "l1", "close": None}, "", {"@case_id": "l2", "update": {"y": "1"}}]},
+    # CaseXML 1.0: the id and date as elements, the create action's type as case_type_id
+    "v1": {"case": {"case_id": "v1a", "date_modified": "2012-09-29T19:10:00",
+                    "create": {"case_type_id": "old", "case_name": "legacy", "user_id": "u1"}, "update": {"z": "2"}}},
+    "v1_repeat": [{"case": {"case_id": "v1b", "close": ""}}],
+    # a case element without an id is not a block, and CommCare searches nothing inside it
+    "no_id": {"case": {"update": {"q": "1"}, "nested": {"case": {"@case_id": "hidden", "update": {}}}}},
     "meta": {"@xmlns": "http://openrosa.org/jr/xforms", "userID": "u1"},
 }
 
 
+def _case_id(block: dict) -> str:
+    return block.get("@case_id") or block["case_id"]
+
+
 def test_every_block_is_found_in_document_order():
-    paths = [(path, block["@case_id"]) for path, block in find_case_blocks(TREE)]
+    paths = [(path, _case_id(block)) for path, block in find_case_blocks(TREE)]
     assert paths == [
         ("form.case", "top"),
         ("form.subcase_0.case", "subcaseid"),
@@ -42,6 +52,8 @@ def test_every_block_is_found_in_document_order():
         ("form.ext.case", "e1"),
         ("form.listed.case[0]", "l1"),
         ("form.listed.case[2]", "l2"),
+        ("form.v1.case", "v1a"),
+        ("form.v1_repeat[0].case", "v1b"),
     ]
 
 
@@ -59,9 +71,13 @@ def test_each_action_becomes_a_row():
         ("e1", "index"),
         ("l1", "close"),
         ("l2", "update"),
+        ("v1a", "create"),
+        ("v1a", "update"),
+        ("v1b", "close"),
     ]
     by_key = {(r[3], r[4]): r for r in rows}
     assert by_key[("subcaseid", "create")][5] == "child"
+    assert by_key[("v1a", "create")][5] == by_key[("v1a", "update")][5] == "old"  # 1.0's case_type_id
     assert json.loads(by_key[("subcaseid", "index")][6]) == {
         "parent": {"case_id": "some_parent", "case_type": "household", "relationship": "child"}
     }
@@ -97,9 +113,13 @@ def test_malformed_forms_are_named(form, message):
         form_row(form)
 
 
-def test_a_block_without_a_case_id_is_malformed():
-    with pytest.raises(MalformedResponse, match="@case_id"):
-        block_rows("f", {"case": {"@case_id": "", "update": {}}})
+@pytest.mark.parametrize("block, field", [({"@case_id": "", "update": {}}, "@case_id"),
+                                          ({"case_id": {"#text": "x"}}, "case_id"),
+                                          ({"@case_id": None, "case_id": "x"}, "@case_id")])
+def test_a_block_without_a_case_id_is_malformed(block, field):
+    """The 2.0 attribute decides where there is one, as CommCare decides the version by it."""
+    with pytest.raises(MalformedResponse, match=f"has {field} "):
+        block_rows("f", {"case": block})
 
 
 def test_hostile_depth_is_refused():
@@ -113,13 +133,17 @@ def test_hostile_depth_is_refused():
 
 
 _ATOMS = st.one_of(st.none(), st.booleans(), st.integers(), st.sampled_from(["", "x", "ü"]))
-_KEYS = st.sampled_from(["case", "create", "update", "index", "close", "@case_id", "case_type", "parent", "#text", "g"])
+_KEYS = st.sampled_from(["case", "create", "update", "index", "close", "@case_id", "case_id", "case_type",
+                         "case_type_id", "parent", "#text", "g"])
 _ANY = st.recursive(_ATOMS, lambda inner: st.one_of(st.lists(inner, max_size=3), st.dictionaries(_KEYS, inner, max_size=4)),
                     max_leaves=8)
-_BLOCKS = st.fixed_dictionaries(
-    {"@case_id": st.sampled_from(["c1", "c2", "", None])},
-    optional={"create": st.one_of(_ATOMS, st.fixed_dictionaries({}, optional={"case_type": _ANY, "owner_id": _ANY})),
-              "update": _ANY, "index": _ANY, "close": _ANY},
+_ACTIONS = {"create": st.one_of(_ATOMS, st.fixed_dictionaries({}, optional={"case_type": _ANY, "case_type_id": _ANY,
+                                                                            "owner_id": _ANY})),
+            "update": _ANY, "index": _ANY, "close": _ANY}
+_IDS = st.sampled_from(["c1", "c2", "", None])
+_BLOCKS = st.one_of(
+    st.fixed_dictionaries({"@case_id": _IDS}, optional=_ACTIONS),  # CaseXML 2.0
+    st.fixed_dictionaries({"case_id": _IDS}, optional={"date_modified": _ANY, **_ACTIONS}),  # CaseXML 1.0
 )
 _TREES = st.recursive(
     st.one_of(_ATOMS, _BLOCKS),

@@ -1,6 +1,6 @@
 from pathlib import Path
 
-from data_explorer.loaders.commcare.applications import build_metadata
+from data_explorer.loaders.commcare.applications import build_metadata, form_definition_rows
 from data_explorer.pipelines.registry import Registry
 from data_explorer.transform.comments import table_comments
 from data_explorer.transform.dbt import typed_view_model
@@ -10,7 +10,9 @@ APPS = [
     {
         "id": "app1", "name": "Santé", "version": 3,
         "modules": [
-            {"name": {"en": "Patients"}, "case_type": "patient", "case_properties": ["dob", "Weight-KG", "case_name", "x'; drop", "Größe", "体重"],
+            {"name": {"en": "Patients"}, "case_type": "patient",
+             "case_properties": ["dob", "Weight-KG", "case_name", "x'; drop", "Größe", "体重", "name", "parent/village",
+                                 "parent/parent/district"],
              "forms": [{"xmlns": "http://x/reg", "name": {"en": "Register", "fr": "Inscrire"},
                         "questions": [{"label": "Date of birth", "value": "/data/dob", "type": "Date"},
                                       {"label": "Weight", "value": "/data/Weight-KG", "type": "Decimal"}]}]},
@@ -27,9 +29,30 @@ def test_metadata_labels_properties_from_questions():
     props = meta["case_types"]["patient"]["properties"]
     assert props["dob"] == {"label": "Date of birth", "question": "/data/dob", "type": "Date"}
     assert props["Weight-KG"]["label"] == "Weight"
-    assert meta["forms"]["http://x/reg"]["name"] == "Register"
+    assert [(f["app_id"], f["xmlns"], f["name"]) for f in meta["forms"]] == [("app1", "http://x/reg", "Register")]
     assert meta["apps"][0]["name"] == "Santé"
     assert any("could not serialise" in w for w in meta["warnings"])
+
+
+def test_name_and_paths_through_indices_are_not_properties_of_the_case_type():
+    """CommCare lists ``name`` (the case name, a column already) and the indexed case's properties as
+    paths; the typed view and case_type_properties hold neither."""
+    meta = build_metadata("demo", APPS)
+    assert set(meta["case_types"]["patient"]["properties"]) == {"dob", "Weight-KG", "case_name", "x'; drop", "Größe", "体重"}
+    _, properties = plan_typed_views(meta, "case_", set())
+    assert not [p for p in properties if p[1] == "name" or "/" in p[1]]
+
+
+def test_a_copied_app_keeps_its_forms_xmlns_and_each_app_keeps_its_definition():
+    copy = {**APPS[0], "id": "app2", "name": "Santé (copy)", "modules": [APPS[0]["modules"][0]]}
+    meta = build_metadata("demo", [*APPS, copy])
+    assert [(f["app_id"], f["xmlns"], f["app_name"]) for f in meta["forms"]] == [
+        ("app1", "http://x/reg", "Santé"), ("app2", "http://x/reg", "Santé (copy)"),
+    ]
+    rows = form_definition_rows(meta)
+    assert len({(r[2], r[0]) for r in rows}) == len(rows) == 2  # (app_id, xmlns) is the key
+    apps = {a["id"] for a in meta["case_types"]["patient"]["apps"]}
+    assert apps == {"app1", "app2"}
 
 
 def test_view_and_column_names_are_derived_safely():

@@ -1,9 +1,24 @@
 """Discover: Application API definitions to tenant metadata. Pure apart from ``fetch_applications``.
 
-The metadata names every case type with its properties (labelled from the form
-question that saves each one, where a question's path ends in the property
-name) and every form by xmlns with its questions. A module that failed to
-serialise (``{"error": ...}``) is skipped with a warning, not a failure.
+The metadata names every case type with its properties and every form
+definition with its questions. A form definition is an xmlns in an app: a
+copied app keeps its forms' xmlns, so forms are keyed by (app id, xmlns).
+
+A module's ``case_properties`` come from CommCare's app builder
+(``get_all_case_properties``): it adds ``name``, which is the case name (a
+column of its own), and the properties of indexed cases as paths
+(``parent/village``), which belong to the case the index points to. Neither is
+a property of the module's case type, so both are left out.
+
+A property is labelled from a question of a form of its case type whose id
+(the last step of its path) is the property name. That is a guess: the
+Application API does not say which question saves which property. Its
+``extras=true`` dumps the application document, but the document's modules,
+where the form actions live, are replaced by the simplified ones
+(``ApplicationResource.dehydrate`` in ``corehq/apps/api/resources/v0_4.py``).
+
+A module that failed to serialise (``{"error": ...}``) is skipped with a
+warning, not a failure.
 """
 
 from __future__ import annotations
@@ -56,10 +71,17 @@ def _leaf(path: Any) -> str | None:
     return path.rstrip("/").rsplit("/", 1)[-1] if isinstance(path, str) and path else None
 
 
+def own_property(prop: Any) -> bool:
+    """Whether a listed case property is one of the case type's own: not ``name`` (the case name) and not
+    a path through an index (``parent/village``: a property of the indexed case; a name of its own
+    cannot hold ``/``, an XML element name)."""
+    return isinstance(prop, str) and bool(prop) and prop != "name" and "/" not in prop
+
+
 def build_metadata(domain: str, apps: list[dict[str, Any]]) -> dict[str, Any]:
     warnings: list[str] = []
     case_types: dict[str, dict[str, Any]] = {}
-    forms: dict[str, dict[str, Any]] = {}
+    forms: dict[tuple[str, str], dict[str, Any]] = {}
     app_summaries = []
     for app in apps:
         app_id, app_name = app.get("id"), translated(app.get("name")) or app.get("id")
@@ -81,14 +103,15 @@ def build_metadata(domain: str, apps: list[dict[str, Any]]) -> dict[str, Any]:
                     entry["apps"].append({"id": app_id, "name": app_name})
                 entry["modules"].append(module_name)
                 for prop in module.get("case_properties") or []:
-                    if isinstance(prop, str) and prop:
+                    if own_property(prop):
                         entry["properties"].setdefault(prop, {"label": None, "question": None, "type": None})
             for form in module.get("forms") or []:
                 if not isinstance(form, dict) or not isinstance(form.get("xmlns"), str):
                     continue
                 form_count += 1
                 questions = [_question(q) for q in form.get("questions") or [] if isinstance(q, dict)]
-                forms[form["xmlns"]] = {
+                forms[(app_id, form["xmlns"])] = {
+                    "xmlns": form["xmlns"],
                     "name": translated(form.get("name")),
                     "app_id": app_id,
                     "app_name": app_name,
@@ -99,12 +122,23 @@ def build_metadata(domain: str, apps: list[dict[str, Any]]) -> dict[str, Any]:
         app_summaries.append(
             {"id": app_id, "name": app_name, "version": app.get("version"), "modules": len(modules), "forms": form_count}
         )
-    _label_properties(case_types, forms)
-    return {"provider": "commcare", "domain": domain, "apps": app_summaries, "case_types": case_types, "forms": forms, "warnings": warnings}
+    listed = [forms[key] for key in sorted(forms)]
+    _label_properties(case_types, listed)
+    return {"provider": "commcare", "domain": domain, "apps": app_summaries, "case_types": case_types, "forms": listed,
+            "warnings": warnings}
 
 
-def _label_properties(case_types: dict[str, dict[str, Any]], forms: dict[str, dict[str, Any]]) -> None:
-    for form in forms.values():
+def form_entries(metadata: dict[str, Any]) -> list[dict[str, Any]]:
+    """The form definitions of metadata, each with its xmlns and app id; metadata saved before forms were
+    keyed by app kept them in an object by xmlns."""
+    forms = metadata.get("forms") or []
+    if isinstance(forms, dict):
+        return [{"xmlns": xmlns, **form} for xmlns, form in sorted(forms.items())]
+    return forms
+
+
+def _label_properties(case_types: dict[str, dict[str, Any]], forms: list[dict[str, Any]]) -> None:
+    for form in forms:
         entry = case_types.get(form["case_type"] or "")
         if not entry:
             continue
@@ -116,6 +150,7 @@ def _label_properties(case_types: dict[str, dict[str, Any]], forms: dict[str, di
 
 def form_definition_rows(metadata: dict[str, Any]) -> list[tuple]:
     return [
-        (xmlns, f["name"], f["app_id"], f["app_name"], f["module_name"], f["case_type"], json.dumps(f["questions"], ensure_ascii=False))
-        for xmlns, f in sorted(metadata["forms"].items())
+        (f["xmlns"], f["name"], f["app_id"], f["app_name"], f["module_name"], f["case_type"],
+         json.dumps(f["questions"], ensure_ascii=False))
+        for f in metadata["forms"]
     ]

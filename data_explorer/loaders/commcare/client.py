@@ -26,7 +26,7 @@ import random
 import threading
 import time
 from typing import Any, Callable
-from urllib.parse import unquote, urljoin, urlsplit, urlunsplit
+from urllib.parse import parse_qsl, unquote, urljoin, urlsplit, urlunsplit
 
 import httpx
 
@@ -176,7 +176,8 @@ class CommCareClient:
         return urlunsplit(self._origin + (parts.path, parts.query, ""))
 
     def get_json(self, url: str, params: dict[str, Any] | None = None, *, what: str) -> dict[str, Any]:
-        """GET a JSON object, retrying transient failures; raise a LoaderError otherwise."""
+        """GET a JSON object, retrying transient failures; raise a LoaderError otherwise. A query in ``url``
+        is kept beside ``params`` (httpx would drop it), ``params`` winning where both name a key."""
         return self._request_json("GET", url, params, None, what)
 
     def post_json(self, url: str, body: dict[str, Any], *, what: str) -> dict[str, Any]:
@@ -186,6 +187,10 @@ class CommCareClient:
     def _request_json(self, method: str, url: str, params: dict[str, Any] | None, body: dict[str, Any] | None,
                       what: str) -> dict[str, Any]:
         target = self.resolve(url)
+        parts = urlsplit(target)
+        if params is not None and parts.query:
+            params = {**dict(parse_qsl(parts.query, keep_blank_values=True)), **params}
+            target = urlunsplit(parts._replace(query=""))
         attempt = 0
         while True:
             if self._stop.is_set():

@@ -1,11 +1,15 @@
 """Form API records to rows of the raw ``forms`` and ``form_case_blocks`` tables. Pure.
 
 A case block can sit anywhere in the form tree: any key ``case`` whose value is
-an object carrying ``@case_id``, or a list of them (repeat groups are lists; a
-repeat with one entry may be a plain object). One block can create, update,
-index and close at once: each action becomes one row. Empty elements arrive as
-``""``: an empty ``close`` still closes; an empty ``create``, ``index`` or
-``update`` carries nothing (an empty update is kept: it still touches the case).
+an object carrying its case id, or a list of them (repeat groups are lists; a
+repeat with one entry may be a plain object). CaseXML 2.0 carries the id as the
+attribute ``@case_id``, CaseXML 1.0 as the element ``case_id`` (and the create
+action's type as ``case_type_id``); CommCare reads both and, like CommCare
+(``casexml/apps/case/xform.py``), a ``case`` element is never searched for
+blocks inside it. One block can create, update, index and close at once: each
+action becomes one row. Empty elements arrive as ``""``: an empty ``close``
+still closes; an empty ``create``, ``index`` or ``update`` carries nothing (an
+empty update is kept: it still touches the case).
 """
 
 from __future__ import annotations
@@ -80,21 +84,13 @@ def _collect_blocks(tree: Any, path: str, depth: int, found: list) -> None:
         for key, value in tree.items():
             if value.__class__ is str:
                 continue
-            if isinstance(value, dict):
-                if key == "case" and "@case_id" in value:
+            if key == "case":  # a block, or a repeat of them; nothing inside is searched further
+                if _is_block(value):
                     found.append((f"{path}.{key}", value))
-                else:
-                    _collect_blocks(value, f"{path}.{key}", depth + 1, found)
-            elif isinstance(value, list):
-                child = f"{path}.{key}"
-                if key == "case":  # a repeat of blocks; empty entries ("") carry none
-                    for i, item in enumerate(value):
-                        if _is_block(item):
-                            found.append((f"{child}[{i}]", item))
-                        elif isinstance(item, (dict, list)):
-                            _collect_blocks(item, f"{child}[{i}]", depth + 1, found)
-                else:
-                    _collect_blocks(value, child, depth + 1, found)
+                elif isinstance(value, list):
+                    found.extend((f"{path}.{key}[{i}]", item) for i, item in enumerate(value) if _is_block(item))
+            elif isinstance(value, (dict, list)):
+                _collect_blocks(value, f"{path}.{key}", depth + 1, found)
     elif isinstance(tree, list):
         for i, item in enumerate(tree):
             if isinstance(item, (dict, list)):
@@ -102,7 +98,13 @@ def _collect_blocks(tree: Any, path: str, depth: int, found: list) -> None:
 
 
 def _is_block(value: Any) -> bool:
-    return isinstance(value, dict) and "@case_id" in value
+    return isinstance(value, dict) and ("@case_id" in value or "case_id" in value)
+
+
+def case_id_of(block: dict[str, Any]) -> Any:
+    """The block's case id: the 2.0 attribute where there is one (as CommCare decides the version), else
+    the 1.0 element."""
+    return block["@case_id"] if "@case_id" in block else block.get("case_id")
 
 
 def _index_payload(index: dict[str, Any]) -> dict[str, Any]:
@@ -127,7 +129,7 @@ def block_actions(block: dict[str, Any]) -> list[tuple[str, str | None, dict[str
     create = block.get("create")
     case_type = None
     if isinstance(create, dict):
-        case_type = create.get("case_type")
+        case_type = create.get("case_type", create.get("case_type_id"))  # 2.0, else 1.0
         if not isinstance(case_type, str):
             case_type = None
         if create:
@@ -147,9 +149,10 @@ def block_actions(block: dict[str, Any]) -> list[tuple[str, str | None, dict[str
 def block_rows(form_id: str, tree: dict[str, Any]) -> list[tuple]:
     rows = []
     for block_index, (path, block) in enumerate(find_case_blocks(tree)):
-        case_id = block.get("@case_id")
+        case_id = case_id_of(block)
         if not isinstance(case_id, str) or not case_id:
-            raise MalformedResponse(f"form {form_id}: case block at {path} has @case_id {case_id!r}")
+            field = "@case_id" if "@case_id" in block else "case_id"
+            raise MalformedResponse(f"form {form_id}: case block at {path} has {field} {case_id!r}")
         for action, case_type, payload in block_actions(block):
             rows.append((form_id, block_index, path, case_id, action, case_type, json_codec.dumps(payload)))
     return rows

@@ -20,7 +20,7 @@ from data_explorer.loaders.commcare.cases import CASE_INDEXED_ON, case_row
 from data_explorer.loaders.commcare.client import CommCareClient
 from data_explorer.loaders.commcare.forms import FORM_INDEXED_ON, block_rows, form_row
 from data_explorer.loaders.commcare.paging import Page, case_pages, form_pages, offset_pages
-from data_explorer.loaders.commcare.users import user_row
+from data_explorer.loaders.commcare.users import USER_LISTS, user_row
 from data_explorer.loaders.cursor import IndexedOnCursor
 from data_explorer.loaders.prefetch import prefetch
 
@@ -84,12 +84,25 @@ class FormsSource(_Source):
 
 
 class UsersSource(_Source):
+    """Active mobile workers, deactivated ones, then web users: one batch per page, in that order.
+
+    Batches are written in order and upserted by user id, so a user served by two lists (deactivated
+    or reactivated between the reads) ends as one row, as the later list shows them: the later read
+    saw the change. The total is what the lists read so far say they hold."""
+
     produces = {"users": users.USER_COLUMNS}
 
     def batches(self, cursor_state: dict[str, Any] | None) -> Iterator[Batch]:
-        path = f"/a/{self.domain}/api/v0.5/user/"
-        for page in offset_pages(self.client, path, limit=self.page_size, what="User API"):
-            yield Batch({"users": [user_row(u) for u in page.records]}, [], None, len(page.records), page.total)
+        before = 0  # users the lists already read said they held
+        for listed in USER_LISTS:
+            path = f"/a/{self.domain}/api/v0.5/{listed.path}"
+            total = fetched = 0
+            for page in offset_pages(self.client, path, limit=self.page_size, what=listed.what):
+                fetched += len(page.records)
+                total = page.total if page.total is not None else fetched
+                rows = [user_row(u, listed) for u in page.records]
+                yield Batch({"users": rows}, [], None, len(page.records), before + total)
+            before += total
 
 
 LOADERS = {"commcare.cases": CasesSource, "commcare.forms": FormsSource, "commcare.users": UsersSource}

@@ -7,6 +7,7 @@ from typing import Annotated, Any
 from mcp.server.mcpserver import Context
 from pydantic import Field
 
+from data_explorer.loaders.commcare.applications import form_entries
 from data_explorer.mcp_gateway.calls import Outcome, current
 from data_explorer.mcp_gateway.envelope import ToolFailure
 from data_explorer.mcp_gateway.models import ColumnInfo, Metadata, TableDescription, TableInfo, TableList
@@ -37,7 +38,7 @@ def _snapshot(conn, control: str, names: TenantNames, verbose: bool) -> dict[str
         "counts": ((run or {}).get("phases") or {}).get("publish", {}).get("relations", {}),
         "materialized_at": run["completed_at"] if run else None,
         "incomplete": incomplete((run or {}).get("phases")),
-        "metadata": load_metadata(conn, control, names.domain, "commcare") or {"case_types": {}, "forms": {}, "apps": []},
+        "metadata": load_metadata(conn, control, names.domain, "commcare") or {"case_types": {}, "forms": [], "apps": []},
     }
 
 
@@ -143,9 +144,9 @@ async def get_metadata(tenant: TenantArg = None, verbose: VerboseArg = False, ct
             item["properties"] = [{"name": p, **info} for p, info in sorted(entry["properties"].items())]
         case_types.append(item)
     forms = []
-    for xmlns, form in sorted(metadata.get("forms", {}).items()):
-        item = {"xmlns": xmlns, "name": form["name"], "app": form["app_name"], "module": form["module_name"],
-                "case_type": form["case_type"], "question_count": len(form["questions"])}
+    for form in form_entries(metadata):
+        item = {"xmlns": form["xmlns"], "app_id": form["app_id"], "name": form["name"], "app": form["app_name"],
+                "module": form["module_name"], "case_type": form["case_type"], "question_count": len(form["questions"])}
         if verbose:
             item["questions"] = form["questions"]
         forms.append(item)
