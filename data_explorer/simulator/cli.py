@@ -6,7 +6,9 @@ import argparse
 import sys
 from dataclasses import replace
 
-from data_explorer.simulator.config import FAULT_KINDS, FAULT_SCOPES, FaultConfig, FaultRule, SimulatorConfig, demo_config
+from data_explorer.simulator.config import (
+    FAULT_KINDS, FAULT_SCOPES, FaultConfig, FaultRule, Quota, SimulatorConfig, WireBehaviour, demo_config,
+)
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -31,6 +33,18 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--retry-after", type=int, default=1, help="Retry-After seconds of 'rate_limit' (default 1)")
     parser.add_argument("--token-ttl", type=float, default=900.0, help="OAuth access token lifetime in seconds (default 900)")
     parser.add_argument("--no-control", action="store_true", help="do not serve the /_sim/ control API")
+    ways = parser.add_argument_group("CommCare's ways of serving records (each off by default; see the simulator README)")
+    ways.add_argument("--millisecond-order", action="store_true",
+                      help="order indexed_on at millisecond precision, print it with microseconds")
+    ways.add_argument("--mixed-timestamps", action="store_true", help="print timestamps in several spellings")
+    ways.add_argument("--strict-form-dates", action="store_true",
+                      help="the Form API's date parameters in CommCare's exact formats only")
+    ways.add_argument("--quota-domain", type=_positive, default=None, metavar="N",
+                      help="requests a project space serves per minute; then 429")
+    ways.add_argument("--quota-user", type=_positive, default=None, metavar="N",
+                      help="requests an API user makes per minute; then 429")
+    ways.add_argument("--public-base-url", default=None, metavar="URL",
+                      help="base of absolute next links, e.g. http://localhost:{port} ({port}: the port the client used)")
 
 
 def build_config(args: argparse.Namespace) -> SimulatorConfig:
@@ -41,7 +55,12 @@ def build_config(args: argparse.Namespace) -> SimulatorConfig:
     )
     if args.no_control:
         config = replace(config, control_api=False)
-    return config
+    behaviour = WireBehaviour(
+        millisecond_order=args.millisecond_order, mixed_timestamps=args.mixed_timestamps,
+        strict_form_dates=args.strict_form_dates, quota=Quota(args.quota_domain, args.quota_user),
+        public_base_url=args.public_base_url,
+    )
+    return config.with_behaviour(behaviour)
 
 
 def run_from_args(args: argparse.Namespace) -> int:
@@ -58,6 +77,8 @@ def run_from_args(args: argparse.Namespace) -> int:
         print(f"  user {user.username}, API key {user.api_key}, member of {', '.join(user.domains) or 'nothing'}")
     if config.faults.rules:
         print("  faults: " + ", ".join(f"{r.scope}:{r.kind}={r.rate}" for r in config.faults.rules))
+    if config.behaviour != WireBehaviour():
+        print(f"  behaviour: {config.behaviour.to_json()}")
     if config.control_api:
         print(f"  control API: {base}/_sim/state")
     print(f"  try: curl -H 'Authorization: ApiKey {config.users[0].username}:{config.users[0].api_key}' "

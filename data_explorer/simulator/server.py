@@ -142,9 +142,9 @@ class SimulatorApp:
         fault = rt.faults.draw(route.scope)
         if fault == "unauthorized":
             return Response(401, wire.NOT_AUTHORIZED), fault
-        if fault == "rate_limit":
-            body = wire.dumps({"error": "Rate limit exceeded; try again later."}) if route.style == "v2" else b""
-            return Response(429, body, headers=[("Retry-After", str(rt.faults.config.retry_after))]), fault
+        if fault == "rate_limit":  # the Case API v2's way: an empty body, Retry-After (api_throttle)
+            return Response(429, b"", "text/html; charset=utf-8",
+                            [("Retry-After", str(rt.faults.config.retry_after))]), fault
         if fault == "rate_limit_bare":
             return empty(429), fault
         if fault == "server_error":

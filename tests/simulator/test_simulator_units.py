@@ -11,7 +11,12 @@ from data_explorer.simulator.config import DomainConfig, FaultConfig, FaultRule,
 from data_explorer.simulator.dataset import ProjectSpace
 from data_explorer.simulator.forms import ARCHIVE_EVERY
 from data_explorer.simulator.pools import ASCII, UTF8
-from data_explorer.simulator.queries import ApiError, encode_cursor, parse_case_query, parse_paging, parse_strict
+from data_explorer.simulator.cli import add_arguments, build_config
+from data_explorer.simulator.config import Quota, WireBehaviour
+from data_explorer.simulator.queries import (
+    ApiError, encode_cursor, parse_case_query, parse_commcare_date, parse_paging, parse_strict,
+)
+from data_explorer.simulator.stamps import spell
 from data_explorer.simulator.synth import make_tag, mix64, parse_id, record_id, unmix64
 
 
@@ -97,3 +102,34 @@ def test_generated_times_are_whole_milliseconds_in_a_sensible_order():
     for position in range(space.forms.positions):
         d = space.forms.describe(position)
         assert d.received <= d.server <= d.indexed and d.received % 1000 == 0 == d.indexed % 1000
+
+
+def test_spellings_of_one_instant():
+    us = 1_710_858_694_133_000  # 2024-03-19T14:31:34.133Z
+    assert [spell(us, style) for style in range(9)] == [
+        "2024-03-19T14:31:34.133000Z", "2024-03-19T14:31:34.133000+00:00", "2024-03-19T14:31:34.133000",
+        "2024-03-19T14:31:34.133Z", "2024-03-19T14:31:34.133+00:00", "2024-03-19T14:31:34.133",
+        "2024-03-19T14:31:34.133Z", "2024-03-19T14:31:34.133+00:00", "2024-03-19T14:31:34.133",
+    ]
+    assert spell(us - 133_000, 6) == "2024-03-19T14:31:34Z" and spell(us + 7, 3) == "2024-03-19T14:31:34.133007Z"
+
+
+def test_commcare_date_formats_exactly():
+    assert parse_commcare_date("2024-05-01") == parse_commcare_date("2024-05-01T00:00:00")
+    assert parse_commcare_date("2024-05-01T10:00Z") == parse_commcare_date("2024-05-01T10:00:00.000")
+    for bad in ("2024-05-01T10:00:00Z", "2024-05-01T10:00:00+00:00", "2024-05-01T10:00", "2024-05-01 10:00:00"):
+        with pytest.raises(ValueError):
+            parse_commcare_date(bad)
+
+
+def test_the_cli_sets_every_behaviour():
+    import argparse
+
+    parser = argparse.ArgumentParser()
+    add_arguments(parser)
+    config = build_config(parser.parse_args([
+        "--millisecond-order", "--mixed-timestamps", "--strict-form-dates", "--quota-domain", "30", "--quota-user", "5",
+        "--public-base-url", "http://localhost:{port}",
+    ]))
+    assert config.behaviour == WireBehaviour(True, True, True, Quota(30, 5), "http://localhost:{port}")
+    assert build_config(parser.parse_args([])).behaviour == WireBehaviour()
