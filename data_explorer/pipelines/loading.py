@@ -42,7 +42,7 @@ from data_explorer.warehouse.storable import any_unstorable, storable, storable_
 class SourceProgress:
     source: str
     mode: str
-    rows: int = 0
+    rows: int = 0  # rows of the top tables inserted or changed
     fetched: int = 0
     total: int | None = None
     deleted: int = 0
@@ -215,7 +215,6 @@ class _InFlight:
     keys: frozenset
     fetched: int
     total: int | None
-    written: int
     reread: int
 
 
@@ -307,7 +306,7 @@ def load_source(
     def finish_oldest() -> None:
         done = in_flight.popleft()
         replaced, changed = done.future.result()
-        progress.rows += done.written
+        progress.rows += changed  # rows inserted or changed: a record received again as stored is not one
         progress.replaced += replaced
         if done.reread:
             progress.reread += done.reread
@@ -329,7 +328,7 @@ def load_source(
                 cp = replace(cp, cursor=batch.cursor, rows_total=cp.rows_total + written)
                 before = in_flight[-1].future if in_flight else None
                 future = pool.submit(_write, session, into, batch, staged, cp, before)
-                in_flight.append(_InFlight(future, session, keys, batch.fetched, batch.total, written, batch.reread))
+                in_flight.append(_InFlight(future, session, keys, batch.fetched, batch.total, batch.reread))
             while in_flight:
                 finish_oldest()
         finally:

@@ -13,6 +13,7 @@ as were deleted balances out, and is taken as whole.
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
@@ -30,10 +31,11 @@ class Reconciled:
     requests: int = 0
     removed: int = 0
     complete: bool = False  # every range was looked at within the bound
+    seconds: float = 0.0
     removed_ids: list[str] = field(default_factory=list, repr=False)
 
-    def as_dict(self) -> dict[str, int | bool]:
-        return {"requests": self.requests, "removed": self.removed, "complete": self.complete}
+    def as_dict(self) -> dict[str, int | bool | float]:
+        return {"requests": self.requests, "removed": self.removed, "complete": self.complete, "seconds": round(self.seconds, 3)}
 
 
 class _Budget:
@@ -60,6 +62,7 @@ class _Budget:
 def reconcile_source(conn: psycopg.Connection, raw_schema: str, source: Source, server: ServerRecords, *,
                      page: int, max_requests: int) -> Reconciled:
     """Look for the source's deleted records and remove them (one transaction at the end)."""
+    started = time.monotonic()
     top = next(t for t in source.tables if t.parent is None)
     column = "indexed_on"
     result = Reconciled()
@@ -91,6 +94,7 @@ def reconcile_source(conn: psycopg.Connection, raw_schema: str, source: Source, 
             result.removed = stored.remove_records(conn, raw_schema, source, gone)
         result.removed_ids = gone
     result.requests = budget.used
+    result.seconds = time.monotonic() - started
     with conn.transaction():
         stored.mark_reconciled(conn, raw_schema, source.name, complete=result.complete)
     return result

@@ -1,4 +1,5 @@
-{#- A form definition is an xmlns in an app: a copied app keeps its forms' xmlns, so both are the key. -#}
+{#- A form definition is an xmlns in an app: a copied app keeps its forms' xmlns, so both are the key.
+    Archived forms are not counted as submissions: CommCare undid them (they stay in forms, with archived). -#}
 with submitted as (
     select
         app_id,
@@ -9,7 +10,7 @@ with submitted as (
         min(received_on) as first_received_on,
         max(received_on) as last_received_on
     from {{ ref('forms') }}
-    where xmlns is not null
+    where xmlns is not null and not archived
     group by app_id, xmlns
 )
 select

@@ -63,3 +63,33 @@ def test_the_look_back_window_brings_back_what_is_not_stored_and_counts_it(space
     # what the window read again as it was stored is left alone
     after = dict(conn.execute(sql.SQL("SELECT case_id, _loaded_at FROM {}").format(_raw(space, "cases"))).fetchall())
     assert {k for k, v in after.items() if loaded_at.get(k) != v} == set(lost)
+
+
+def _last_cases(conn, space, n: int) -> list[str]:
+    return [r[0] for r in conn.execute(
+        sql.SQL("SELECT case_id FROM {} ORDER BY indexed_on DESC, case_id DESC LIMIT %s").format(_raw(space, "cases")), (n,)
+    )]
+
+
+def test_a_full_pass_short_of_what_the_server_counted_is_flagged_and_strict_fails_it(space_factory, conn):
+    """Records the server counted at the first page but did not return (deleted during the pass) leave
+    the pass short: flagged as incomplete with its size, and with DATA_EXPLORER_STRICT_COUNTS a failed
+    run that publishes nothing."""
+    space = space_factory(cases=120)
+    small = {"COMMCARE_CASE_PAGE_SIZE": 10}
+    assert space.run(**small).phase == "Succeeded"
+    published = space.published(conn)
+    # deleted once the first two pages were served: counted by the first page, never returned
+    space.sim.mutate(space.domain, delete_case_ids=_last_cases(conn, space, 3), visible_after=2)
+    strict = space.run(full=True, DATA_EXPLORER_STRICT_COUNTS="true", **small)
+    assert strict.phase == "Failed" and strict.error["code"] == "INCOMPLETE_LOAD", strict.error
+    assert "cases: server 120, stored 117 (3 missing)" in strict.error["message"]
+    assert space.published(conn) == published  # nothing published
+
+    flagged = space.run(**small)  # not strict: published, and flagged where agents look
+    assert flagged.phase == "Succeeded", flagged.error
+    assert flagged.phases["load"]["cases"]["counts"] == {"server": 120, "received": 117, "stored": 117, "missing": 3}
+    assert incomplete_sources(flagged.phases["load"]) == {"cases": "cases: server 120, stored 117 (3 missing)"}
+    again = space.run(full=True, **small)  # a full pass that receives all the server counts clears it
+    assert again.phase == "Succeeded", again.error
+    assert incomplete_sources(again.phases["load"]) == {}

@@ -24,6 +24,7 @@ behaviours = st.builds(
     millisecond_order=st.booleans(),
     mixed_timestamps=st.booleans(),
     strict_form_dates=st.booleans(),
+    public_base_url=st.sampled_from([None, "http://localhost:{port}"]),  # next links on another host name
 )
 changes = st.fixed_dictionaries(
     {},

@@ -101,7 +101,7 @@ def test_a_full_pass_since_the_last_publish_builds_in_full(space_factory, conn):
     conn.execute(sql.SQL("UPDATE {}._sync_state SET generation = generation + 1 WHERE source = 'cases'").format(
         sql.Identifier(space.names.raw_schema)))
     rebuilt = _transform(space.run())
-    assert rebuilt["mode"] == "full" and rebuilt["reason"].startswith("cases had a full pass")
+    assert rebuilt["mode"] == "full" and rebuilt["reason"].startswith("cases had rows removed since the last publish")
 
 
 def test_applying_that_fails_rolls_back_and_builds_in_full(space_factory, conn):

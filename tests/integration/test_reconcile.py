@@ -41,7 +41,8 @@ def test_a_project_space_with_nothing_deleted_costs_one_request_per_source(space
     status = space.run(DATA_EXPLORER_RECONCILE_HOURS=0)  # due at every run
     assert status.phase == "Succeeded", status.error
     for source in ("cases", "forms"):
-        assert status.phases["load"][source]["reconcile"] == {"requests": 1, "removed": 0, "complete": True}
+        reconciled = status.phases["load"][source]["reconcile"]
+        assert {k: reconciled[k] for k in ("requests", "removed", "complete")} == {"requests": 1, "removed": 0, "complete": True}
 
 
 def test_the_request_bound_leaves_the_rest_to_the_next_run(space_factory, conn):
@@ -59,3 +60,30 @@ def test_the_request_bound_leaves_the_rest_to_the_next_run(space_factory, conn):
     assert later.phases["load"]["cases"]["reconcile"]["complete"] is True
     assert first.phases["load"]["cases"]["reconcile"]["removed"] + later.phases["load"]["cases"]["reconcile"]["removed"] == len(gone)
     assert _ids(conn, space, "cases", "case_id") == set(cases) - set(gone)
+
+
+def test_an_archived_form_leaves_the_case_actions_and_counts_and_comes_back_unarchived(space, conn):
+    assert space.run().phase == "Succeeded"
+    schema = space.names.schema
+    form_id, app_id, xmlns = conn.execute(sql.SQL(
+        "SELECT f.form_id, f.app_id, f.xmlns FROM {} f JOIN {} a USING (form_id) WHERE NOT f.archived ORDER BY 1 LIMIT 1"
+    ).format(sql.Identifier(schema, "forms"), sql.Identifier(schema, "form_case_actions"))).fetchone()
+
+    def actions() -> int:
+        return conn.execute(sql.SQL("SELECT count(*) FROM {} WHERE form_id = %s").format(sql.Identifier(schema, "form_case_actions")),
+                            (form_id,)).fetchone()[0]
+
+    def submissions() -> int:
+        return conn.execute(sql.SQL("SELECT submissions FROM {} WHERE app_id = %s AND xmlns = %s").format(
+            sql.Identifier(schema, "form_submissions")), (app_id, xmlns)).fetchone()[0]
+
+    before, counted = actions(), submissions()
+    assert before > 0
+    space.sim.mutate(space.domain, archive_form_ids=[form_id])
+    assert space.run().phase == "Succeeded"
+    assert conn.execute(sql.SQL("SELECT archived FROM {} WHERE form_id = %s").format(sql.Identifier(schema, "forms")),
+                        (form_id,)).fetchone()[0] is True
+    assert actions() == 0 and submissions() == counted - 1
+    space.sim.mutate(space.domain, unarchive_form_ids=[form_id])
+    assert space.run().phase == "Succeeded"
+    assert actions() == before and submissions() == counted
