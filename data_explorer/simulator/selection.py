@@ -194,9 +194,21 @@ def form_page(space: ProjectSpace, query: FormQuery, cache: ScanCache) -> tuple[
     """(total count, the page of form descriptors) for a Form API query."""
     forms = space.forms
     if forms.irregular:
-        key = ("forms-sorted", space.name, space.revision, query.order_field, query.bounds, query.xmlns, query.app_id,
+        # sorted once per revision and filter; a range of the order's own field is then two bisections
+        key = ("forms-sorted", space.name, space.revision, query.order_field, query.xmlns, query.app_id,
                query.case_id, query.include_archived)
-        ordered = cache.get(key, lambda: _sorted_forms(space, query))
+        times, ordered = cache.get(key, lambda: _sorted_forms(space, query))
+        lo, hi, other = 0, len(ordered), []
+        for field, side, moment in query.bounds:
+            if field != query.order_field:
+                other.append((field, side, moment))
+            elif side == "start":
+                lo = max(lo, bisect.bisect_left(times, moment))
+            else:
+                hi = min(hi, bisect.bisect_right(times, moment))
+        ordered = ordered[lo:max(lo, hi)]
+        if other:
+            ordered = [p for p in ordered if _within(forms.describe(p), other)]
         total = len(ordered)
         offsets = range(query.offset, min(total, query.offset + query.limit))
         at = (lambda k: ordered[total - 1 - k]) if query.descending else ordered.__getitem__
@@ -248,9 +260,15 @@ def _scan_forms(forms: FormSpace, predicate: Callable[[FormDesc], bool], include
     return found
 
 
-def _sorted_forms(space: ProjectSpace, query: FormQuery) -> array:
-    """The positions of the live forms a query selects, in the order of its field (ties by position): for a
-    space whose positions are no longer in the order of every time field."""
+def _within(d: FormDesc, bounds) -> bool:
+    times = (d.received, d.indexed, d.server)
+    return all(times[f] >= moment if side == "start" else times[f] <= moment for f, side, moment in bounds)
+
+
+def _sorted_forms(space: ProjectSpace, query: FormQuery) -> tuple[array, array]:
+    """(the times of the query's order field, the positions) of the live forms its filters select, date
+    bounds left out, in the order of that field (ties by position): for a space whose positions are no
+    longer in the order of every time field."""
     forms = space.forms
     predicate = _form_predicate(space, query)
     selected = []
@@ -258,11 +276,9 @@ def _sorted_forms(space: ProjectSpace, query: FormQuery) -> array:
         d = forms.describe(position)
         if (d.archived and not query.include_archived) or (predicate is not None and not predicate(d)):
             continue
-        times = (d.received, d.indexed, d.server)
-        if all(times[f] >= moment if side == "start" else times[f] <= moment for f, side, moment in query.bounds):
-            selected.append((times[query.order_field], position))
+        selected.append(((d.received, d.indexed, d.server)[query.order_field], position))
     selected.sort()
-    return array("q", (position for _, position in selected))
+    return array("q", (t for t, _ in selected)), array("q", (position for _, position in selected))
 
 
 def form_by_id(space: ProjectSpace, form_id: str) -> FormDesc | None:
