@@ -171,8 +171,9 @@ class Runner:
     def report(self, important: bool = False) -> None:
         self.reporter.report(self.status, important=important)
 
-    def waiting(self, message: str) -> None:
-        """The client waits before retrying (a rate limit, a server error): the progress message says so."""
+    def say(self, message: str) -> None:
+        """What the run is doing while its progress stands still (the client waiting out a rate limit, the
+        reconcile step looking for deletions): the progress message says so."""
         self.status.advance(self.status.progress["current"], message)
         self.report(important=True)
 
@@ -272,8 +273,7 @@ class Runner:
         interval = timedelta(hours=self.settings["DATA_EXPLORER_RECONCILE_HOURS"])
         if not asked and not due(conn, raw, source.name, interval, utcnow()):
             return
-        self.status.advance(self.status.progress["current"], f"looking for {source.name} deleted in CommCare")
-        self.report(important=True)
+        self.say(f"looking for {source.name} deleted in CommCare")
         found = reconcile_source(conn, raw, source, SERVERS[source.loader](client, self.names.domain, page), page=page,
                                  max_requests=self.settings["DATA_EXPLORER_RECONCILE_MAX_REQUESTS"])
         entry["reconcile"] = found.as_dict()
@@ -521,7 +521,7 @@ def materialize(
                 client = stack.enter_context(
                     CommCareClient(
                         cc, credential or credential_from_settings(cc), request.domain,
-                        stop=cancellation.event, on_refresh=on_refresh, on_wait=runner.waiting,
+                        stop=cancellation.event, on_refresh=on_refresh, on_wait=runner.say,
                     )
                 )
                 runner.discover(client, writer)
