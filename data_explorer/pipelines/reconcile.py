@@ -14,7 +14,7 @@ as were deleted balances out, and is taken as whole.
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 import psycopg
@@ -32,7 +32,6 @@ class Reconciled:
     removed: int = 0
     complete: bool = False  # every range was looked at within the bound
     seconds: float = 0.0
-    removed_ids: list[str] = field(default_factory=list, repr=False)
 
     def as_dict(self) -> dict[str, int | bool | float]:
         return {"requests": self.requests, "removed": self.removed, "complete": self.complete, "seconds": round(self.seconds, 3)}
@@ -92,7 +91,6 @@ def reconcile_source(conn: psycopg.Connection, raw_schema: str, source: Source, 
         gone = sorted(budget.confirm(sorted(candidates), page))
         with conn.transaction():
             result.removed = stored.remove_records(conn, raw_schema, source, gone)
-        result.removed_ids = gone
     result.requests = budget.used
     result.seconds = time.monotonic() - started
     with conn.transaction():
