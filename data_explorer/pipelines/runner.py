@@ -25,7 +25,9 @@ from psycopg import sql
 
 from data_explorer.config import Settings
 from data_explorer.control.states import set_tenant_phase
-from data_explorer.loaders.commcare.applications import build_metadata, fetch_applications, form_definition_rows
+from data_explorer.loaders.commcare.applications import (
+    build_metadata, fetch_applications, fetch_case_updates, form_definition_rows,
+)
 from data_explorer.loaders.commcare.client import CommCareClient
 from data_explorer.loaders.commcare.credentials import Credential, credential_from_settings
 from data_explorer.loaders.commcare.reconcile import SERVERS
@@ -51,7 +53,7 @@ from data_explorer.warehouse.naming import TenantNames
 from data_explorer.warehouse.provisioning import provision_tenant
 from data_explorer.warehouse.catalog import relation_counts
 from data_explorer.warehouse.publish import LOCK_TIMEOUT, drop_build_schema, publish, reset_build_schema
-from data_explorer.warehouse.raw_tables import ensure_raw_tables
+from data_explorer.warehouse.raw_tables import ensure_raw_tables, read_case_updates
 from data_explorer.warehouse.reconcile import mark_reconciled
 from data_explorer.warehouse.secrets import SecretBox
 from data_explorer.warehouse.statistics import analyze_columns, analyze_raw
@@ -185,13 +187,25 @@ class Runner:
 
     # -- phases -------------------------------------------------------------
 
-    def discover(self, client: CommCareClient, writer: psycopg.Connection) -> None:
+    def discover(self, client: CommCareClient, writer: psycopg.Connection, full: bool = False) -> None:
+        """Read the apps, and each form's XForm for which question saves which property (reusing what an
+        incremental run read before at the same app version)."""
         started = time.monotonic()
         self.status.phases["discover"] = {"state": "running"}
         self.status.enter("Discovering", "reading app definitions")
         self.report(important=True)
         apps, replaced = storable(fetch_applications(client, self.names.domain))
-        self.metadata = build_metadata(self.names.domain, apps)
+        reuse = {} if full else read_case_updates(writer, self.names.raw_schema)
+
+        def on_form(read: int) -> None:
+            self.status.within("Discovering", 0.5, f"read the XML of {read} form(s)")
+            self.report()
+
+        updates, unread = fetch_case_updates(client, self.names.domain, apps, reuse, on_form)
+        updates, replaced_in_updates = storable(updates)
+        replaced += replaced_in_updates
+        self.metadata = build_metadata(self.names.domain, apps, updates)
+        self.metadata["warnings"] += unread
         if replaced:
             self.metadata["warnings"].append(f"{replaced} characters PostgreSQL cannot store were replaced with U+FFFD")
         prefix = self.pipeline.case_type_views.prefix if self.pipeline.case_type_views else "case_"
@@ -524,7 +538,7 @@ def materialize(
                         stop=cancellation.event, on_refresh=on_refresh, on_wait=runner.say,
                     )
                 )
-                runner.discover(client, writer)
+                runner.discover(client, writer, request.full)
                 second = stack.enter_context(runner.writer_connection())  # batches overlap in PostgreSQL
                 runner.load(client, (writer, second), request.full, request.reconcile)
                 applied = runner.apply_changes(cancellation)

@@ -19,6 +19,7 @@ from data_explorer.simulator.schema import (
     APPS, CASE_PROPERTIES, FORM_KINDS, App, CaseSlot, FormKind, Group, Question, questions,
 )
 from data_explorer.simulator.synth import DAY_US, fmt_naive, make_tag, record_id
+from data_explorer.simulator.xforms import render_xform
 
 RELEASED_BUILDS = 3  # builds listed in ``versions``, the newest released
 
@@ -64,6 +65,7 @@ class AppSet:
         self.domain = config.name
         self.seed = seed
         self.property_paths = config.property_paths
+        self.renamed = config.renamed_questions
         tag, build_tag, unique = (make_tag(seed, self.domain, k) for k in ("app", "build", "unique"))
         apps = list(APPS)
         if config.copied_app:
@@ -72,6 +74,7 @@ class AppSet:
         self.ids = [record_id(tag, k) for k in range(len(apps))]
         self.build_ids = [record_id(build_tag, k * 1000 + app.version) for k, app in enumerate(apps)]
         self.versions = [app.version for app in apps]
+        self._apps = apps
         self._unique = unique
         self._built = built
         self.objects = [self._app(k, app) for k, app in enumerate(apps)]
@@ -85,6 +88,15 @@ class AppSet:
         meta = {"limit": None, "next": None, "offset": 0, "previous": None, "total_count": len(self.objects)}
         return json.dumps({"meta": meta, "objects": self.objects}, ensure_ascii=False).encode()
 
+    def xform(self, app_id: str, module: int, form: int) -> bytes | None:
+        """A form's XForm by the app's id and the module's and form's positions; None when there is none."""
+        try:
+            app = self._apps[self.ids.index(app_id)]
+            kind = app.modules[module].forms[form]
+        except (ValueError, IndexError):
+            return None
+        return render_xform(kind, app.version, self.renamed)
+
     def _uid(self, *parts: int) -> str:
         return record_id(self._unique, sum(p << (10 * k) for k, p in enumerate(parts)))
 
@@ -93,7 +105,7 @@ class AppSet:
         versions = [
             {
                 "build_comment": f"Build {v}",
-                "build_id": self.build_ids[k] if v == app.version else record_id(build_tag, v),
+                "id": self.build_ids[k] if v == app.version else record_id(build_tag, v),
                 "built_on": fmt_naive(self._built - (app.version - v) * 7 * DAY_US),
                 "is_released": v == app.version,
                 "version": v,
@@ -124,7 +136,9 @@ class AppSet:
     def _form(self, kind: FormKind, app: int, module: int, form: int) -> dict[str, Any]:
         return {
             "name": {"en": kind.name, "fr": kind.name_fr},
-            "questions": [_question(path, node, repeat, group) for path, node, repeat, group in questions(kind.tree)],
+            "questions": [
+                _question(path, node, repeat, group) for path, node, repeat, group in questions(kind.tree, renamed=self.renamed)
+            ],
             "unique_id": self._uid(app, module, form + 1, 2),
             "xmlns": kind.xmlns,
         }

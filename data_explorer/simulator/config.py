@@ -24,7 +24,7 @@ FAULT_KINDS = (
     "slow",  # the normal response, after FaultConfig.slow_delay seconds
     "unstorable_text",  # 200 with \u0000 and a lone \ud800 in names: valid JSON, not storable in PostgreSQL
 )
-FAULT_SCOPES = ("all", "cases", "forms", "users", "apps", "identity")
+FAULT_SCOPES = ("all", "cases", "forms", "users", "apps", "xforms", "identity")
 
 _DOMAIN = re.compile(r"^[a-z0-9][a-z0-9-]{0,62}$")
 
@@ -61,6 +61,9 @@ class DomainConfig:
     """A copy of the first app with the same form xmlns; every other form of its kinds comes from the copy."""
     casexml_v1: bool = False
     """Update Household forms write CaseXML 1.0 blocks (``case_id`` and ``date_modified`` as elements)."""
+    renamed_questions: bool = False
+    """Some questions are named apart from the case property they save (``contact_phone`` saves
+    ``phone_number``): only the forms' XML says which question saves which property."""
 
     def __post_init__(self) -> None:
         if not _DOMAIN.match(self.name):

@@ -263,6 +263,13 @@ async def app_detail(rt: Runtime, req: Request) -> Response:
     return Response(200, body) if body is not None else empty(404)
 
 
+async def app_xform(rt: Runtime, req: Request) -> Response:
+    """A form's XForm, anonymous as CommCare serves it (``safe_cached_download``); CommCare's default
+    content type for it, text/html."""
+    body = _space(rt, req).apps.xform(req.match["app_id"], int(req.match["module"]), int(req.match["form"]))
+    return Response(200, body, "text/html; charset=utf-8") if body is not None else empty(404)
+
+
 # --- who is calling ----------------------------------------------------------------------------
 
 

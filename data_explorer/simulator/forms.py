@@ -33,7 +33,7 @@ from data_explorer.simulator.config import DomainConfig
 from data_explorer.simulator.pools import UTF8, Value, esc
 from data_explorer.simulator.schema import (
     APP_OF_KIND, CASE_XMLNS, FAMILY, FORM_KINDS, HOST_SLOT, META_XMLNS, PATIENT_SLOTS, SLOT_TYPES, VISIT_SLOTS, CaseSlot,
-    Group, Question, parent_index, value,
+    Group, Question, parent_index, question_id, value,
 )
 from data_explorer.simulator.stamps import PLAIN, Printer
 from data_explorer.simulator.synth import (
@@ -84,6 +84,7 @@ class FormSpace:
         self.tag = make_tag(seed, domain, "form")
         self.salt = stable_hash(seed, domain, "form")
         self.copied_app = config.copied_app
+        self.renamed = config.renamed_questions
         self.casexml_v1 = config.casexml_v1
         self.cases = cases
         self.families = max(cases.n_base // FAMILY, 1)
@@ -350,7 +351,7 @@ def _nodes(nodes: tuple, ctx: _Context, h: int, bound: dict[str, int]) -> list[s
         if isinstance(node, Question):
             v = node.calculate if node.calculate is not None else override.get(node.name) or value(node.name, _sub(h, _salt(node.name)))
             values[node.name] = v
-            out.append(f'"{node.name}": "{esc(v, UTF8)}"')
+            out.append(f'"{question_id(node.name, ctx.space.renamed)}": "{esc(v, UTF8)}"')
         elif isinstance(node, Group) and node.repeat:
             entries = ctx.roles.get(node.name, ())
             rendered = [

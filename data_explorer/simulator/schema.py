@@ -329,12 +329,27 @@ APPS = (
 APP_OF_KIND = {kind.key: app_index for app_index, app in enumerate(APPS) for m in app.modules for kind in m.forms}
 
 
-def questions(tree: tuple[Node, ...], prefix: str = "/data", repeat: str | None = None, group: str | None = None):
+RENAMED_QUESTIONS = {
+    "phone_number": "contact_phone",
+    "notes": "remarks",
+    "weight_kg": "weight",
+    "household_size": "hh_members",
+}
+"""With a space's ``renamed_questions``: questions named apart from the case property they save, as in
+many real apps, so only the form's XML says which question saves which property."""
+
+
+def question_id(name: str, renamed: bool) -> str:
+    return RENAMED_QUESTIONS.get(name, name) if renamed else name
+
+
+def questions(tree: tuple[Node, ...], prefix: str = "/data", repeat: str | None = None, group: str | None = None,
+              renamed: bool = False):
     """(path, question-or-group, repeat path, group path) for every question and group, in form order."""
     for node in tree:
         if isinstance(node, Question):
-            yield f"{prefix}/{node.name}", node, repeat, group
+            yield f"{prefix}/{question_id(node.name, renamed)}", node, repeat, group
         elif isinstance(node, Group):
             path = f"{prefix}/{node.name}"
             yield path, node, repeat, group
-            yield from questions(node.children, path, path if node.repeat else repeat, path)
+            yield from questions(node.children, path, path if node.repeat else repeat, path, renamed)

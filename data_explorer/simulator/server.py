@@ -4,7 +4,9 @@ Every CommCare endpoint goes through the same gate, in CommCare's order: a
 credential (else 401 ``{"error": "not authorized"}``), the project space
 (404), membership (403: empty for v0.5 resources, a JSON error for the Case
 API v2), the quota when one is set (429: empty, with ``Retry-After`` for the
-Case API v2); then perhaps a fault; then the endpoint.
+Case API v2); then perhaps a fault; then the endpoint. A form's XForm is
+served without a credential, as CommCare's app downloads are: only the
+project space and faults apply to it.
 """
 
 from __future__ import annotations
@@ -34,10 +36,12 @@ class Route:
     endpoint: str  # name in the statistics and for ``missing_keys`` bodies
     scope: str | None  # fault scope; None: no auth, no faults (OAuth, control)
     style: str = "v05"  # how errors look: "v2" JSON, "v05" empty bodies
+    anonymous: bool = False  # no credential asked for, as CommCare's app downloads: faults still apply
 
 
-def _route(method: str, pattern: str, handler: Handler, endpoint: str, scope: str | None, style: str = "v05") -> Route:
-    return Route(method, re.compile(pattern), handler, endpoint, scope, style)
+def _route(method: str, pattern: str, handler: Handler, endpoint: str, scope: str | None, style: str = "v05",
+           anonymous: bool = False) -> Route:
+    return Route(method, re.compile(pattern), handler, endpoint, scope, style, anonymous)
 
 
 ROUTES = (
@@ -52,6 +56,8 @@ ROUTES = (
     _route("GET", _D + r"v0\.5/web-user/(?P<id>[^/]+)/?$", endpoints.web_user_detail, "web_user", "users"),
     _route("GET", _D + r"(?:v0\.5/application|application/v1)/?$", endpoints.app_list, "apps", "apps"),
     _route("GET", _D + r"(?:v0\.5/application|application/v1)/(?P<id>[^/]+)/?$", endpoints.app_detail, "app", "apps"),
+    _route("GET", r"^/a/(?P<domain>[^/]+)/apps/download/(?P<app_id>[\w-]+)/modules-(?P<module>\d+)/forms-(?P<form>\d+)\.xml$",
+           endpoints.app_xform, "xform", "xforms", anonymous=True),
     _route("GET", r"^/api/(?:user_domains/v1|v0\.5/user_domains)/?$", endpoints.user_domains, "user_domains", "identity"),
     _route("GET", r"^/api/(?:v0\.5/identity|identity/v1)/?$", endpoints.identity, "identity", "identity"),
     _route("GET", r"^/oauth/authorize/?$", endpoints.oauth_authorize, "oauth_authorize", None),
@@ -123,12 +129,16 @@ class SimulatorApp:
         if route.scope is None:
             return None, None
         rt = self.runtime
-        user = rt.auth.authenticate(request.headers.get("authorization"))
-        if user is None:
-            return Response(401, wire.NOT_AUTHORIZED), None
-        request.user = user
         domain = request.match.get("domain")
-        if domain is not None:
+        if route.anonymous:
+            if domain not in rt.dataset.spaces:
+                return empty(404), None
+        else:
+            user = rt.auth.authenticate(request.headers.get("authorization"))
+            if user is None:
+                return Response(401, wire.NOT_AUTHORIZED), None
+            request.user = user
+        if domain is not None and not route.anonymous:
             if domain not in rt.dataset.spaces:
                 return (Response(404, wire.dumps({"error": f"Project space '{domain}' not found"}))
                         if route.style == "v2" else empty(404)), None

@@ -89,3 +89,16 @@ def _follow_primary_key(conn: psycopg.Connection, raw_schema: str, table: Table)
             sql.SQL(", ").join(map(sql.Identifier, table.primary_key)),
         )
     )
+
+
+def read_case_updates(conn: psycopg.Connection, raw_schema: str) -> dict[tuple[str, str], tuple[int, list]]:
+    """The case updates discover read from each form's XForm last time, by (app id, xmlns), with the app
+    version they were read at; empty before the first discover."""
+    with conn.transaction():  # ended here: the writer's next transactions are its own
+        rows = conn.execute(
+            sql.SQL(
+                "SELECT app_id, xmlns, app_version, case_updates FROM {}.form_definitions"
+                " WHERE app_version IS NOT NULL AND jsonb_typeof(case_updates) = 'array'"
+            ).format(sql.Identifier(raw_schema))
+        ).fetchall()
+    return {(app_id, xmlns): (version, updates) for app_id, xmlns, version, updates in rows}

@@ -22,6 +22,7 @@ select
     d.case_type,
     coalesce(jsonb_array_length(d.questions), 0) as question_count,
     coalesce(d.questions, '[]'::jsonb) as questions,
+    d.case_updates,
     coalesce(s.submissions, 0) as submissions,
     coalesce(s.submitters, 0) as submitters,
     s.first_received_on,

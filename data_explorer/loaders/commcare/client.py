@@ -184,8 +184,22 @@ class CommCareClient:
         """POST a JSON body to a read-only endpoint (a bulk fetch) and get a JSON object back, as get_json."""
         return self._request_json("POST", url, None, body, what)
 
+    def get_document(self, url: str, *, what: str, limit: int) -> bytes:
+        """GET a document that is not JSON (a form's XForm), retried and refused as get_json; MalformedResponse
+        when it is longer than ``limit`` bytes."""
+        def checked(body: bytes, kind: str, what: str) -> bytes:
+            if len(body) > limit:
+                raise MalformedResponse(f"{what}: the document is {len(body):,} bytes, more than the {limit:,} read")
+            return body
+
+        return self._request("GET", url, None, None, what, checked)
+
     def _request_json(self, method: str, url: str, params: dict[str, Any] | None, body: dict[str, Any] | None,
                       what: str) -> dict[str, Any]:
+        return self._request(method, url, params, body, what, self._decode)
+
+    def _request(self, method: str, url: str, params: dict[str, Any] | None, body: dict[str, Any] | None,
+                 what: str, decode: Callable[[bytes, str, str], Any]) -> Any:
         target = self.resolve(url)
         parts = urlsplit(target)
         if params is not None and parts.query:
@@ -196,7 +210,7 @@ class CommCareClient:
             if self._stop.is_set():
                 raise Cancelled(f"{what}: stopped on request")
             try:
-                return self._send_once(method, target, params, body, what)
+                return self._send_once(method, target, params, body, what, decode)
             except TransientError as exc:
                 delay = self._retry_delay(exc, attempt, what)
                 self.retries += 1
@@ -238,7 +252,7 @@ class CommCareClient:
             log.warning("could not report a wait (%s: %s)", type(exc).__name__, exc)
 
     def _send_once(self, method: str, url: str, params: dict[str, Any] | None, payload: dict[str, Any] | None, what: str,
-                   *, refreshed: bool = False) -> dict[str, Any]:
+                   decode: Callable[[bytes, str, str], Any], *, refreshed: bool = False) -> Any:
         self.requests += 1
         authorization = self._authorization()
         try:
@@ -253,7 +267,7 @@ class CommCareClient:
         status = response.status_code
         if status == 401 and not refreshed and isinstance(self.credential, OAuthCredential):
             self._refresh_after_401(authorization)
-            return self._send_once(method, url, params, payload, what, refreshed=True)
+            return self._send_once(method, url, params, payload, what, decode, refreshed=True)
         kind = response.headers.get("Content-Type", "no content type")
         upgrade_page = status == 200 and "html" in kind.lower() and refusals.says_plan_lacks_api(body)
         if status in (401, 402, 403) or upgrade_page:
@@ -265,7 +279,7 @@ class CommCareClient:
         if status != 200:
             raise RequestRejected(f"{what}: CommCare answered HTTP {status}: {_snippet(body)}")
         self._worked = True
-        return self._decode(body, kind, what)
+        return decode(body, kind, what)
 
     # --- authentication ------------------------------------------------------------------------
 
