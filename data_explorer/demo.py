@@ -61,7 +61,7 @@ def run_demo(args: argparse.Namespace) -> int:
             if status.phase != "Succeeded":
                 print(f"\nThe run failed: {status.error['code']}: {status.error['message']}")
                 return 1
-            names = TenantNames.for_domain(DOMAIN, settings.role_prefix)
+            names = TenantNames.for_domain(DOMAIN, settings.role_prefix, settings.control_schema)
             schema = sql.Identifier(names.schema)
             print(f"\n3. What an agent can query, read-only, in schema {names.schema!r}:")
             _show(db, names, "case_types", sql.SQL(

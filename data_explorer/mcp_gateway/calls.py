@@ -86,7 +86,7 @@ class ToolCall:
             f"tenant {tenant!r} is not one of your CommCare project spaces ({', '.join(domains) or 'none'})",
         )
         try:
-            names = TenantNames.for_domain(tenant, self.gateway.settings.role_prefix)
+            names = TenantNames.for_domain(tenant, self.gateway.settings.role_prefix, self.gateway.settings.control_schema)
         except InvalidDomain as exc:
             raise (refused if tenant not in domains else ToolFailure("VALIDATION_ERROR", str(exc))) from None
         if not await self.gateway.is_member(self.caller, tenant):

@@ -159,7 +159,7 @@ class Gateway:
         done = []
         for domain in expired:
             try:
-                names = TenantNames.for_domain(domain, self.settings.role_prefix)
+                names = TenantNames.for_domain(domain, self.settings.role_prefix, self.settings.control_schema)
                 await self.forget_tenant(domain)
                 await self.db_call(lambda conn: teardown(conn, self.control, names, expired=True))
             except Conflict:

@@ -86,7 +86,7 @@ def reconcile_tenant(ctx: OperatorContext, body: dict[str, Any]) -> dict[str, An
     if other:
         return _write(ctx, body, _status(body, "Failed", False, "TenantClaimed",
                                          f"tenant {domain!r} is already declared by TenantSchema {other!r}"))
-    names = TenantNames.for_domain(domain, ctx.settings.role_prefix)
+    names = TenantNames.for_domain(domain, ctx.settings.role_prefix, ctx.settings.control_schema)
     with ctx.db.connect(autocommit=True) as conn:
         ensure_control_tables(conn, ctx.control)
         row = tenant_row(conn, ctx.control, domain)
@@ -122,7 +122,7 @@ def expire_if_idle(ctx: OperatorContext, body: dict[str, Any]) -> bool:
         return False
     if ttl is None or (body.get("status") or {}).get("phase") not in ("Active", None):
         return False
-    names = TenantNames.for_domain(domain, ctx.settings.role_prefix)
+    names = TenantNames.for_domain(domain, ctx.settings.role_prefix, ctx.settings.control_schema)
     with ctx.db.connect(autocommit=True) as conn:
         if domain not in idle_tenants(conn, ctx.control, ttl):
             return False
@@ -146,7 +146,7 @@ def delete_tenant(ctx: OperatorContext, body: dict[str, Any]) -> None:
         return  # it never provisioned anything
     if _claimed_elsewhere(ctx, body, domain):
         return  # another TenantSchema owns this tenant
-    names = TenantNames.for_domain(domain, ctx.settings.role_prefix)
+    names = TenantNames.for_domain(domain, ctx.settings.role_prefix, ctx.settings.control_schema)
     meta = body.get("metadata") or {}
     ctx.kube.patch(TENANT_SCHEMAS, meta["namespace"], meta["name"],
                    {"status": {"phase": "TearingDown", "message": "dropping schema and roles"}}, status=True)

@@ -49,7 +49,7 @@ from data_explorer.warehouse.increments import Published, apply_plan, database_n
 from data_explorer.warehouse.database import Database
 from data_explorer.warehouse.locks import tenant_lock
 from data_explorer.warehouse.metadata_store import save_metadata
-from data_explorer.warehouse.naming import TenantNames
+from data_explorer.warehouse.naming import TenantNames, reserved_note
 from data_explorer.warehouse.provisioning import provision_tenant
 from data_explorer.warehouse.catalog import relation_counts
 from data_explorer.warehouse.publish import LOCK_TIMEOUT, drop_build_schema, publish, reset_build_schema
@@ -206,6 +206,9 @@ class Runner:
         replaced += replaced_in_updates
         self.metadata = build_metadata(self.names.domain, apps, updates)
         self.metadata["warnings"] += unread
+        note = reserved_note(self.names.domain, self.settings.control_schema)
+        if note:
+            self.metadata["warnings"].append(note)
         if replaced:
             self.metadata["warnings"].append(f"{replaced} characters PostgreSQL cannot store were replaced with U+FFFD")
         prefix = self.pipeline.case_type_views.prefix if self.pipeline.case_type_views else "case_"
@@ -505,7 +508,7 @@ def materialize(
     pipeline = registry.get(request.pipeline)
     check_bindings(pipeline, registry.file_name(request.pipeline))
     cc = settings.require_commcare(credential=credential is None)
-    names = TenantNames.for_domain(request.domain, settings.role_prefix)
+    names = TenantNames.for_domain(request.domain, settings.role_prefix, settings.control_schema)
     status = RunStatus(request.run_id or str(uuid.uuid4()), request.domain, pipeline.name, "full" if request.full else "incremental")
     control = settings.control_schema
     with ExitStack() as stack:

@@ -47,3 +47,11 @@ def relation_counts(conn: psycopg.Connection, schema: str) -> dict[str, int]:
 
 def schema_exists(conn: psycopg.Connection, schema: str) -> bool:
     return conn.execute("SELECT 1 FROM pg_namespace WHERE nspname = %s", (schema,)).fetchone() is not None
+
+
+def schema_owners(conn: psycopg.Connection, schemas: tuple[str, ...]) -> dict[str, str]:
+    """The owner of each of ``schemas`` that exists."""
+    return dict(conn.execute(
+        "SELECT n.nspname, r.rolname FROM pg_namespace n JOIN pg_roles r ON r.oid = n.nspowner WHERE n.nspname = ANY(%s)",
+        (list(schemas),),
+    ).fetchall())

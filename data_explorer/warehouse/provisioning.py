@@ -12,7 +12,7 @@ import secrets
 import psycopg
 from psycopg import sql
 
-from data_explorer.warehouse.catalog import schema_exists
+from data_explorer.warehouse.catalog import schema_exists, schema_owners
 from data_explorer.warehouse.naming import TenantNames
 from data_explorer.warehouse.secrets import SecretBox
 
@@ -30,6 +30,16 @@ class TenantNameConflict(RuntimeError):
     code = "CONFLICT"
 
     pass
+
+
+def _tenant_schemas(names: TenantNames) -> tuple[str, ...]:
+    return (names.schema, names.build_schema, names.old_schema, names.raw_schema)
+
+
+def foreign_schemas(conn: psycopg.Connection, names: TenantNames) -> dict[str, str]:
+    """The tenant's schema names that exist but belong to another role than its writer: schemas the
+    database has for something else (an extension's, an application's), never the tenant's to replace."""
+    return {s: owner for s, owner in schema_owners(conn, _tenant_schemas(names)).items() if owner != names.writer_role}
 
 
 def _role_exists(conn: psycopg.Connection, role: str) -> bool:
@@ -69,6 +79,14 @@ def provision_tenant(conn: psycopg.Connection, names: TenantNames, control_schem
                 f"Project space {names.domain!r} was provisioned with roles {owner[1]!r} and {owner[2]!r}, "
                 f"but DATA_EXPLORER_ROLE_PREFIX now makes them {names.reader_role!r} and {names.writer_role!r}. "
                 "Set the prefix back, or tear the tenant down and materialize it again."
+            )
+        foreign = foreign_schemas(conn, names)
+        if foreign:
+            taken = ", ".join(f"{schema!r} (owned by {role})" for schema, role in sorted(foreign.items()))
+            raise TenantNameConflict(
+                f"Project space {names.domain!r} maps to schema {names.schema!r}, but the database already has "
+                f"{taken}, which this tenant does not own; nothing was changed. Rename or drop that schema, or "
+                "use another database for Data Explorer."
             )
         if not _role_exists(conn, names.writer_role):
             conn.execute(sql.SQL("CREATE ROLE {} NOLOGIN").format(ident(names.writer_role)))
@@ -113,13 +131,17 @@ def teardown_tenant(conn: psycopg.Connection, names: TenantNames, control_schema
     existed = False
     with conn.transaction():
         conn.execute("SELECT pg_advisory_xact_lock(%s)", (_ROLE_LOCK,))
-        for schema in (names.schema, names.build_schema, names.old_schema, names.raw_schema):
-            if schema_exists(conn, schema):
+        foreign = foreign_schemas(conn, names)
+        for schema in _tenant_schemas(names):
+            if schema_exists(conn, schema) and schema not in foreign:  # another's schema is never the tenant's to drop
                 existed = True
                 conn.execute(sql.SQL("DROP SCHEMA {} CASCADE").format(ident(schema)))
         for role in (names.reader_role, names.writer_role):
             if _role_exists(conn, role):
                 existed = True
+                # DROP OWNED BY needs the role's privileges: an admin that is not a superuser gets them by
+                # membership, which CREATEROLE lets it grant itself on a role it manages
+                conn.execute(sql.SQL("GRANT {} TO CURRENT_USER").format(ident(role)))
                 conn.execute(sql.SQL("DROP OWNED BY {}").format(ident(role)))
                 conn.execute(sql.SQL("DROP ROLE {}").format(ident(role)))
         conn.execute(

@@ -57,7 +57,7 @@ async def list_tenants(verbose: VerboseArg = False, ctx: Context = None) -> Outc
     statuses = []
     for domain in call.caller.domains:
         try:
-            names = TenantNames.for_domain(domain, gateway.settings.role_prefix)
+            names = TenantNames.for_domain(domain, gateway.settings.role_prefix, gateway.settings.control_schema)
         except InvalidDomain:
             continue  # a project space whose name cannot be a schema is not offered
         status = await gateway.db_call(_status, gateway.control, names, gateway.ttl_seconds)
