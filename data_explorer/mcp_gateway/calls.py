@@ -144,10 +144,16 @@ def gateway_tool(gateway: "Gateway", name: str, data_model: type) -> Callable[[C
                     error=ErrorInfo(code="INTERNAL_ERROR", message=f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"),
                 )
             envelope.timing_ms = int((time.monotonic() - started) * 1000)
-            await gateway.audit(
+            audited = await gateway.audit(
                 call, name, kwargs, "ok" if envelope.success else "error",
                 envelope.error.code if envelope.error else None, outcome, started,
             )
+            if not audited:  # fails closed: no answer goes out that the audit log does not hold
+                envelope = Envelope[data_model](success=False, error=ErrorInfo(code="INTERNAL_ERROR", message=(
+                    "the call could not be recorded in the audit log, so its result is withheld. Try again; if it "
+                    "persists, the operator must look at the gateway's log (what the call did, such as starting a "
+                    "run, may have happened)."
+                )), timing_ms=envelope.timing_ms)
             return to_result(envelope)
 
         signature = inspect.signature(body, eval_str=True)  # resolved in the body's module

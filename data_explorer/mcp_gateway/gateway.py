@@ -108,8 +108,8 @@ class Gateway:
     async def audit(
         self, call: ToolCall | None, tool: str, arguments: dict[str, Any], status: str, code: str | None,
         outcome: Outcome | None, started: float,
-    ) -> None:
-        """One row per call. A failure to audit is logged loudly; it does not change the call's answer."""
+    ) -> bool:
+        """One row per call; False when it could not be written (logged loudly): the call then fails closed."""
         arguments = {k: v for k, v in arguments.items() if k != "ctx"}
         entry = AuditEntry(
             principal=call.caller.principal if call else "(unverified)",
@@ -127,6 +127,8 @@ class Gateway:
             await self._audit.write(entry)
         except Exception:
             log.exception("could not write the audit row of a %s call", tool)
+            return False
+        return True
 
     async def reader_login(self, domain: str, schema: str) -> tuple[str, str, str] | None:
         """(schema, reader role, password) while the tenant has published data, else None. Kept for
