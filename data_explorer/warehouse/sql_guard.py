@@ -49,7 +49,12 @@ folds them, quoted names exactly):
   (``nextval``, ``setval``, ``currval``, ``lastval``); transaction ids (``txid_*``);
 - maintenance: ``brin_summarize_*``, ``brin_desummarize_range``,
   ``gin_clean_pending_list``, ``binary_upgrade_*``;
-- server and client addresses: ``inet_server_addr``/``_port``, ``inet_client_addr``/``_port``.
+- server and client addresses: ``inet_server_addr``/``_port``, ``inet_client_addr``/``_port``;
+- catalog lookups that reveal other tenants' names and comments by OID or by
+  name: ``obj_description``, ``col_description``, ``shobj_description``,
+  ``to_reg*``, ``has_*_privilege``, ``format_type``, ``row_security_active``
+  (``pg_get_*`` fall under ``pg_*``), and any cast to a ``reg*`` type
+  (``o::regclass``, ``regrole 'x'``), rule ``catalog``.
 
 ``current_setting`` is allowed: it only reads, and PostgreSQL itself refuses the
 settings a plain role may not see (``data_directory``, ``config_file`` ...).
@@ -138,6 +143,13 @@ DENIED_FUNCTIONS: tuple[tuple[str, bool, str], ...] = (
     ("binary_upgrade_", True, "is for pg_upgrade only"),
     ("inet_server_", True, "reveals the server's network address"),
     ("inet_client_", True, "reveals the gateway's network address"),
+    ("obj_description", False, "reads the catalog's comments, other tenants' included"),
+    ("col_description", False, "reads the catalog's comments, other tenants' included"),
+    ("shobj_description", False, "reads the catalog's comments, other tenants' included"),
+    ("to_reg", True, "looks names up in the catalog, other tenants' included"),
+    ("has_", True, "checks privileges on objects named in the catalog, other tenants' included"),
+    ("format_type", False, "names types from the catalog, other tenants' table types included"),
+    ("row_security_active", False, "looks a table up in the catalog, other tenants' included"),
 )
 _PG_PREFIX_REASON = "is a server administration or introspection function (pg_*), not available to queries"
 
@@ -430,6 +442,14 @@ def _check_node(node: exp.Expression, schema: str) -> None:
                 f"{node.sql(dialect='postgres')} calls a function qualified with {qualifier.sql(dialect='postgres')}; "
                 "call functions by their plain names.",
                 "schema",
+            )
+    if isinstance(node, exp.DataType):
+        type_name = node.this.value if isinstance(node.this, exp.DataType.Type) else str(node.this)
+        if type_name.lower().startswith("reg"):
+            raise SqlRejected(
+                f"A cast to {type_name.lower()} turns numbers or text into catalog names, other tenants' included; "
+                f"{_TABLES_HINT}.",
+                "catalog",
             )
     if isinstance(node, exp.Func):
         for name in _function_names(node):

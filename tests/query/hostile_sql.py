@@ -46,6 +46,7 @@ _sleep = _h("resource exhaustion", "function", "timeout")
 _read_other = _h("read other tenant / private / control", "schema")
 _catalog = _h("catalog", "catalog")
 _catalog_q = _h("catalog", "schema")
+_catalog_fn = _h("catalog", "function")
 _cte = _h("data-modifying CTE", "write")
 _lock = _h("row locks", "locking")
 _into = _h("SELECT INTO", "select_into")
@@ -70,6 +71,7 @@ _LARGE_OBJECT = (
 )
 _XID = "assigns a transaction id to the rolled-back transaction; nothing is written"
 _METADATA = "catalog metadata (names, not data); rows of other roles are hidden or filtered by privilege"
+_BY_OID = "other tenants' table, role and schema names and comments by OID: names, not data (docs/tools.md)"
 
 HOSTILE: list[Hostile] = [
     # --- writes and DDL on the tenant's own objects: read-only transaction, and the reader owns nothing
@@ -322,6 +324,13 @@ HOSTILE: list[Hostile] = [
     _ok(_catalog, "filtered by privilege: empty")("SELECT * FROM pg_stats WHERE schemaname = '{other}'"),
     _ok(_catalog, _METADATA + " (row counts of other tenants' tables)")("SELECT * FROM pg_stat_user_tables"),
     _ok(_catalog_q, _METADATA)("SELECT proname FROM pg_catalog.pg_proc"),
+    # --- other tenants' names and comments by OID: the guard refuses; PostgreSQL alone answers (docs/tools.md)
+    _ok(_catalog, _BY_OID)("SELECT o::regclass::text FROM generate_series(16384, 40000) o WHERE o::regclass::text LIKE '{other}.%'"),
+    _ok(_catalog, _BY_OID)("SELECT o::regrole FROM generate_series(10, 40000) o WHERE o::regrole::text LIKE '%reader'"),
+    _ok(_catalog, _BY_OID)("SELECT o::regnamespace FROM generate_series(2200, 40000) o WHERE o::regnamespace::text LIKE '%__raw'"),
+    _ok(_catalog_fn, _BY_OID)("SELECT obj_description(o::oid, 'pg_class') FROM generate_series(16384, 40000) o"),
+    _ok(_catalog_fn, _BY_OID)("SELECT col_description(o::oid, 1) FROM generate_series(16384, 40000) o"),
+    _ok(_catalog_fn, _BY_OID)("SELECT format_type(o::oid, NULL) FROM generate_series(16384, 40000) o"),
     # --- locking clauses, SELECT INTO, data-modifying CTEs, parameters
     _lock("SELECT * FROM cases FOR UPDATE"),
     _lock("SELECT * FROM cases FOR SHARE"),

@@ -151,6 +151,18 @@ def test_function_policy():
         assert refused.value.rule == "function", name
 
 
+@pytest.mark.parametrize("sql", [
+    "SELECT 'other.cases'::regclass", "SELECT CAST('x' AS regrole)", "SELECT regnamespace 'other'",
+    "SELECT 16390::oid::regtype", "SELECT '\"other\".cases'::\"regclass\"", "SELECT x::regproc FROM cases",
+    "SELECT to_regclass('other.cases')", "SELECT to_regnamespace('other')", "SELECT has_table_privilege('other.cases', 'SELECT')",
+    "SELECT has_schema_privilege('other', 'USAGE')", "SELECT row_security_active('other.cases')",
+])
+def test_catalog_names_are_not_looked_up_by_oid_or_by_name(sql):
+    with pytest.raises(SqlRejected) as refused:
+        check_sql(sql, SCHEMA)
+    assert refused.value.rule in ("catalog", "function") and "other tenants'" in str(refused.value)
+
+
 def test_limits():
     with pytest.raises(SqlRejected) as refused:
         check_sql("SELECT 1 " + " " * MAX_SQL_CHARS, SCHEMA)
