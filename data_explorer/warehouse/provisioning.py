@@ -7,6 +7,7 @@ domain is ever formatted into SQL text.
 
 from __future__ import annotations
 
+import logging
 import secrets
 
 import psycopg
@@ -21,8 +22,14 @@ READER_DEFAULTS = (
     ("default_transaction_read_only", "on"),
     ("statement_timeout", "60s"),
     ("idle_in_transaction_session_timeout", "60s"),
+    ("work_mem", "8MB"),  # per sort or hash of a query: a burst of agent queries cannot take the server's memory
+)
+# Settings only a superuser (or a role granted SET on them) may fix for a role.
+READER_GUARDED_DEFAULTS = (
+    ("temp_file_limit", "256MB"),  # one query's temporary files: a sort of everything cannot fill the disk
 )
 
+log = logging.getLogger(__name__)
 _ROLE_LOCK = 0x6465_0002  # roles are cluster-wide: serialise their creation
 
 
@@ -102,9 +109,7 @@ def provision_tenant(conn: psycopg.Connection, names: TenantNames, control_schem
                     sql.SQL(verb), ident(names.reader_role), sql.Literal(READER_CONNECTION_LIMIT), hashed
                 )
             )
-            # Defaults of every session the reader opens: a second line behind the query path's own settings.
-            for setting, value in READER_DEFAULTS:
-                conn.execute(sql.SQL("ALTER ROLE {} SET {} = {}").format(ident(names.reader_role), sql.Identifier(setting), sql.Literal(value)))
+        _set_reader_defaults(conn, names.reader_role)
         # The login role acts as the writer while loading and must be able to
         # rename the writer's schemas when publishing.
         conn.execute(sql.SQL("GRANT {} TO CURRENT_USER").format(ident(names.writer_role)))
@@ -123,6 +128,24 @@ def provision_tenant(conn: psycopg.Connection, names: TenantNames, control_schem
             ).format(ident(control_schema)),
             (names.domain, names.schema, names.reader_role, names.writer_role, reader_secret),
         )
+
+
+def _set_reader_defaults(conn: psycopg.Connection, reader: str) -> None:
+    """Defaults of every session the reader opens: a second line behind the query path's own settings.
+    Set on every provisioning, so readers made before a default was added get it too."""
+    ident = sql.Identifier
+    for setting, value in READER_DEFAULTS:
+        conn.execute(sql.SQL("ALTER ROLE {} SET {} = {}").format(ident(reader), ident(setting), sql.Literal(value)))
+    for setting, value in READER_GUARDED_DEFAULTS:
+        try:
+            with conn.transaction():
+                conn.execute(sql.SQL("ALTER ROLE {} SET {} = {}").format(ident(reader), ident(setting), sql.Literal(value)))
+        except psycopg.errors.InsufficientPrivilege:
+            log.warning(
+                "could not set %s for %s: the database admin is not a superuser. Have a superuser run "
+                "GRANT SET ON PARAMETER %s TO <the admin role>, or queries' temporary files stay unbounded",
+                setting, reader, setting,
+            )
 
 
 def teardown_tenant(conn: psycopg.Connection, names: TenantNames, control_schema: str) -> bool:

@@ -6,11 +6,14 @@ insert multiple commands into a prepared statement"). psycopg uses the simple
 protocol for a query without parameters, so the statement is sent here with
 ``PGconn.send_query_params`` directly.
 
-Rows arrive in chunks (libpq chunked-rows mode, single-row mode on older libpq),
-so a large result is never held whole: reading stops at ``max_rows + 1`` rows or
-when the rows' JSON passes ``max_bytes``, and the statement is then cancelled.
-A single value is still read whole by libpq before it can be measured (up to
-PostgreSQL's 1 GB per value).
+Rows arrive in chunks of a few rows (libpq chunked-rows mode, single-row mode on
+older libpq), so a large result is never held whole: reading stops at
+``max_rows + 1`` rows or when the rows' JSON passes ``max_bytes``, and the
+statement is then cancelled. A chunk is measured only once libpq holds all of
+it, so the chunk is small: memory per query stays within about ``_CHUNK_ROWS``
+times the byte cap whatever the rows (larger chunks were no faster for results
+under the cap). A single value is still read whole by libpq before it can be
+measured (up to PostgreSQL's 1 GB per value).
 """
 
 from __future__ import annotations
@@ -29,7 +32,7 @@ from data_explorer.warehouse.query_values import load_value, value_loader
 
 log = logging.getLogger(__name__)
 
-_CHUNK_ROWS = 200
+_CHUNK_ROWS = 4
 _TEXT = pq.Format.TEXT
 _ACTIVE = pq.TransactionStatus.ACTIVE
 _ROW_STATUSES = (pq.ExecStatus.SINGLE_TUPLE, pq.ExecStatus.TUPLES_CHUNK, pq.ExecStatus.TUPLES_OK)

@@ -37,3 +37,22 @@ def test_a_tenant_is_torn_down_to_nothing_by_either_kind_of_admin(admin_url, ses
             (names.reader_role, names.writer_role, f"{names.schema}%"),
         ).fetchone()
         assert left == (0, 0)
+
+
+def test_reader_sessions_carry_memory_and_temporary_file_limits(admin_url, session_tag, box, caplog):
+    names = TenantNames.for_domain(f"rl-{secrets.token_hex(3)}", session_tag, CONTROL)
+    with psycopg.connect(admin_url, autocommit=True) as conn:
+        ensure_control_tables(conn, CONTROL)
+        superuser = conn.execute("SELECT rolsuper FROM pg_roles WHERE rolname = current_user").fetchone()[0]
+        provision_tenant(conn, names, CONTROL, box)
+        settings = conn.execute(
+            "SELECT unnest(setconfig) FROM pg_db_role_setting WHERE setrole = %s::regrole", (names.reader_role,)
+        ).fetchall()
+        teardown(conn, CONTROL, names)
+    settings = {s.split("=", 1)[0]: s.split("=", 1)[1] for (s,) in settings}
+    assert settings["work_mem"] == "8MB" and settings["default_transaction_read_only"] == "on"
+    if superuser:
+        assert settings["temp_file_limit"] == "256MB"
+    else:  # only a superuser may bound temporary files; the admin is told what to ask for
+        assert "temp_file_limit" not in settings
+        assert "GRANT SET ON PARAMETER temp_file_limit" in caplog.text
