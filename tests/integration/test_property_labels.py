@@ -51,6 +51,7 @@ def test_labels_come_from_the_question_that_saves_each_property(space_factory, c
     again = space.run()  # the apps are unchanged: what was read is reused
     assert again.phase == "Succeeded", again.error
     assert _xform_requests(space) == forms and _labels(conn, space) == labels
+    assert again.phases["transform"]["mode"] == "incremental"  # what was reused plans as before: no full build
     full = space.run(full=True)  # a full run reads every form's XML again
     assert full.phase == "Succeeded", full.error
     assert _xform_requests(space) == 2 * forms and _labels(conn, space) == labels

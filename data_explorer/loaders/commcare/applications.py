@@ -257,6 +257,7 @@ def form_definition_rows(metadata: dict[str, Any]) -> list[tuple]:
     return [
         (f["xmlns"], f["name"], f["app_id"], f["app_name"], f["module_name"], f["case_type"],
          json.dumps(f["questions"], ensure_ascii=False), f.get("app_version"),
-         None if f.get("case_updates") is None else json.dumps(f["case_updates"], ensure_ascii=False))
+         # keys sorted: updates reused from jsonb come back in its key order, and the rows fingerprint the plan
+         None if f.get("case_updates") is None else json.dumps(f["case_updates"], ensure_ascii=False, sort_keys=True))
         for f in metadata["forms"]
     ]
