@@ -3,25 +3,32 @@
 A runner holds it for its whole run; teardown (by the tool or the idle sweep)
 holds it while dropping. Being a session lock, it is released by PostgreSQL
 when the holder's connection ends, so a killed runner never leaves it behind.
+
+The key is 64 bits of SHA-256 of the domain: with PostgreSQL's 32-bit
+``hashtext`` a crafted project space name could share a victim's key and block
+its runs; finding a 64-bit second preimage of SHA-256 is out of reach.
 """
 
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import time
 from typing import Iterator
 
 import psycopg
 
-RUN_LOCK_CLASS = 0x6465  # key space: (class, hashtext(domain))
+def lock_key(domain: str) -> int:
+    """The tenant's advisory lock key: a signed 64-bit integer, as PostgreSQL takes it."""
+    return int.from_bytes(hashlib.sha256(b"data-explorer tenant\0" + domain.encode()).digest()[:8], "big", signed=True)
 
 
 def try_lock(conn: psycopg.Connection, domain: str) -> bool:
-    return conn.execute("SELECT pg_try_advisory_lock(%s, hashtext(%s))", (RUN_LOCK_CLASS, domain)).fetchone()[0]
+    return conn.execute("SELECT pg_try_advisory_lock(%s::bigint)", (lock_key(domain),)).fetchone()[0]
 
 
 def unlock(conn: psycopg.Connection, domain: str) -> None:
-    conn.execute("SELECT pg_advisory_unlock(%s, hashtext(%s))", (RUN_LOCK_CLASS, domain))
+    conn.execute("SELECT pg_advisory_unlock(%s::bigint)", (lock_key(domain),))
 
 
 @contextlib.contextmanager

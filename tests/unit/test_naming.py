@@ -50,3 +50,11 @@ def test_long_domains_fit_postgres_identifiers():
 def test_bad_domains_are_refused_with_a_reason(domain):
     with pytest.raises(InvalidDomain, match="project space"):
         schema_for_domain(domain)
+
+
+def test_tenant_lock_keys_are_64_bits_and_distinct():
+    from data_explorer.warehouse.locks import lock_key
+
+    keys = {lock_key(f"space-{n}") for n in range(20_000)}
+    assert len(keys) == 20_000 and all(-(2**63) <= k < 2**63 for k in keys)
+    assert any(abs(k) >= 2**32 for k in keys)  # not a 32-bit hash widened
