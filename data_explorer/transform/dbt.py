@@ -112,6 +112,17 @@ def project_digest(source: Path) -> str:
     return digest.hexdigest()
 
 
+def _copy(source: Path, dest: Path) -> None:
+    """Copy a file or folder of the project with modes from the umask, not the source's: an installed
+    project is world-readable, the copy sits in the user's private data directory."""
+    if source.is_dir():
+        dest.mkdir()
+        for child in source.iterdir():
+            _copy(child, dest / child.name)
+    else:
+        shutil.copyfile(source, dest)
+
+
 def prepare_project(source: Path, work_dir: Path, view_names: list[str], target: DbtTarget, threads: int) -> Path:
     """Copy the project into ``work_dir`` with the generated models and profile; return its path.
 
@@ -127,11 +138,7 @@ def prepare_project(source: Path, work_dir: Path, view_names: list[str], target:
         else:
             item.unlink()
     for item in _project_items(source):
-        dest = project / item.name
-        if item.is_dir():
-            shutil.copytree(item, dest)
-        else:
-            shutil.copy2(item, dest)
+        _copy(item, project / item.name)
     generated = project / "models" / GENERATED_DIR
     shutil.rmtree(generated, ignore_errors=True)
     generated.mkdir(parents=True)

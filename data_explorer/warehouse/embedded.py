@@ -61,7 +61,7 @@ class EmbeddedPostgres:
             warnings.simplefilter("ignore")
             import pgserver
             from pgserver.postgres_server import PostgresServer
-        self.pgdata.parent.mkdir(parents=True, exist_ok=True)
+        self.pgdata.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
         try:
             with PostgresServer._lock:
                 if self.pgdata.exists():
@@ -71,6 +71,7 @@ class EmbeddedPostgres:
             logfile = self.pgdata / "log"
             hint = f" See {logfile}." if logfile.exists() else ""
             raise EmbeddedPostgresError(f"The embedded PostgreSQL in {self.pgdata} did not start: {exc}.{hint}") from exc
+        _private(self.pgdata.parent)
         url = self._server.get_uri()
         log.info("embedded PostgreSQL ready in %s", self.pgdata)
         return url
@@ -80,3 +81,13 @@ class EmbeddedPostgres:
         if self._server is not None:
             self._server.cleanup()
             self._server = None
+
+
+def _private(directory: Path) -> None:
+    """Make the data directory the user's alone, if it is ours. As root, pgserver runs the server as a
+    user of its own and opens the directories above the server's to others; traversing them is all that
+    user needs, so listing them is taken back (0711)."""
+    mode = 0o711 if os.geteuid() == 0 else 0o700
+    info = directory.stat()
+    if info.st_uid == os.getuid() and info.st_mode & 0o777 != mode:
+        directory.chmod(mode)

@@ -29,7 +29,7 @@ def _key_from_file(home: Path) -> bytes:
         if mode & 0o077:
             raise SettingsError(f"{path} is readable by others (mode {mode:o}); run: chmod 600 {path}")
         return path.read_bytes().strip()
-    home.mkdir(parents=True, exist_ok=True)
+    home.mkdir(mode=0o700, parents=True, exist_ok=True)
     key = Fernet.generate_key()
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)  # never world-readable, not even briefly
     try:

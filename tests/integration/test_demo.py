@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import re
+import stat
 import subprocess
 import sys
 
@@ -28,6 +29,11 @@ def test_demo_runs_end_to_end_on_the_embedded_database(embedded_home):
     assert "case_types" in out and "case_patient" in out and "form_submissions" in out
     pgdata = embedded_home / "postgres"
     assert (pgdata / "PG_VERSION").exists() and not (pgdata / "postmaster.pid").exists()
+    # the data directory, the server's files, logs, dbt's work files: the user's alone (as root, the server's
+    # own user may traverse the data directory, no more)
+    loose = [f"{p} {p.lstat().st_mode & 0o777:o}" for p in embedded_home.rglob("*")
+             if not p.is_symlink() and not stat.S_ISSOCK(p.lstat().st_mode) and p.lstat().st_mode & 0o077]
+    assert embedded_home.stat().st_mode & 0o777 == (0o711 if os.geteuid() == 0 else 0o700) and not loose, loose[:10]
 
 
 @pytest.mark.embedded
