@@ -110,6 +110,9 @@ def provision_tenant(conn: psycopg.Connection, names: TenantNames, control_schem
                 )
             )
         _set_reader_defaults(conn, names.reader_role)
+        close_database_to_public(conn)
+        grant_connect(conn, names.reader_role)
+        grant_connect(conn, names.writer_role, "TEMPORARY")  # the runner's COPY stages are temporary tables
         # The login role acts as the writer while loading and must be able to
         # rename the writer's schemas when publishing.
         conn.execute(sql.SQL("GRANT {} TO CURRENT_USER").format(ident(names.writer_role)))
@@ -128,6 +131,29 @@ def provision_tenant(conn: psycopg.Connection, names: TenantNames, control_schem
             ).format(ident(control_schema)),
             (names.domain, names.schema, names.reader_role, names.writer_role, reader_secret),
         )
+
+
+def _database(conn: psycopg.Connection) -> str:
+    return conn.execute("SELECT current_database()").fetchone()[0]
+
+
+def grant_connect(conn: psycopg.Connection, role: str, privileges: str = "CONNECT") -> None:
+    """Grant ``privileges`` on the current database: CONNECT to a login, TEMPORARY to the writer (its stages)."""
+    conn.execute(sql.SQL("GRANT {} ON DATABASE {} TO {}").format(
+        sql.SQL(privileges), sql.Identifier(_database(conn)), sql.Identifier(role)))
+
+
+def close_database_to_public(conn: psycopg.Connection) -> bool:
+    """Take PostgreSQL's default CONNECT and TEMP from PUBLIC on a database the admin owns (the embedded
+    one included), so that only the roles the product grants them to may log in; True if it did. A
+    database someone else owns is theirs to configure."""
+    owned = conn.execute(
+        "SELECT datdba = (SELECT oid FROM pg_roles WHERE rolname = current_user) FROM pg_database"
+        " WHERE datname = current_database()"
+    ).fetchone()[0]
+    if owned:
+        conn.execute(sql.SQL("REVOKE ALL ON DATABASE {} FROM PUBLIC").format(sql.Identifier(_database(conn))))
+    return owned
 
 
 def _set_reader_defaults(conn: psycopg.Connection, reader: str) -> None:

@@ -13,6 +13,7 @@ import psycopg
 from psycopg import sql
 
 from data_explorer.warehouse.audit import grant_audit_writer
+from data_explorer.warehouse.provisioning import close_database_to_public, grant_connect
 from data_explorer.warehouse.secrets import SecretBox, SecretError
 
 _LOCK = 0x6465_0003
@@ -37,6 +38,9 @@ def ensure_audit_login(conn: psycopg.Connection, control: str, role_prefix: str,
             sql.SQL("SELECT secret FROM {}.service_logins WHERE role = %s").format(ident(control)), (role,)
         ).fetchone()
         exists = conn.execute("SELECT 1 FROM pg_roles WHERE rolname = %s", (role,)).fetchone() is not None
+        close_database_to_public(conn)
+        if exists:
+            grant_connect(conn, role)
         if row and exists:
             try:
                 return role, box.decrypt(row[0])
@@ -49,6 +53,7 @@ def ensure_audit_login(conn: psycopg.Connection, control: str, role_prefix: str,
             sql.SQL("{} ROLE {} LOGIN NOINHERIT CONNECTION LIMIT 10 PASSWORD {}").format(sql.SQL(verb), ident(role), sql.Literal(hashed))
         )
         grant_audit_writer(conn, control, role)
+        grant_connect(conn, role)
         conn.execute(
             sql.SQL(
                 "INSERT INTO {}.service_logins (role, secret) VALUES (%s, %s)"

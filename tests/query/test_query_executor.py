@@ -21,6 +21,7 @@ from data_explorer.warehouse.query import (
     QueryTimeout,
     TenantLogin,
 )
+from data_explorer.warehouse.provisioning import READER_DEFAULTS
 from data_explorer.warehouse.query_errors import error_code
 from data_explorer.warehouse.query_values import json_safe
 from data_explorer.warehouse.tenant_login import reader_conninfo
@@ -269,7 +270,8 @@ async def test_pool_reuse_does_not_leak_session_state(query_world, admin):
             "(SELECT count(*) FROM pg_listening_channels())",
             guard=False,
         )
-        assert state.rows == [[pid, "4MB", login.schema, "on", "on", 0, 0, 0]]
+        work_mem = dict(READER_DEFAULTS)["work_mem"]  # the reader's own default, back after a SET
+        assert state.rows == [[pid, work_mem, login.schema, "on", "on", 0, 0, 0]]
         with pytest.raises(QueryFailed) as gone:
             await ex.run(login, "EXECUTE leftover", guard=False)
         assert gone.value.code == "NOT_FOUND"

@@ -48,6 +48,10 @@ def test_reader_sessions_carry_memory_and_temporary_file_limits(admin_url, sessi
         settings = conn.execute(
             "SELECT unnest(setconfig) FROM pg_db_role_setting WHERE setrole = %s::regrole", (names.reader_role,)
         ).fetchall()
+        public, reader = conn.execute(  # PUBLIC's CONNECT and TEMP are gone from the admin's database
+            "SELECT has_database_privilege('public', current_database(), 'CONNECT, TEMPORARY'),"
+            " has_database_privilege(%s, current_database(), 'CONNECT')", (names.reader_role,)).fetchone()
+        assert public is False and reader is True
         teardown(conn, CONTROL, names)
     settings = {s.split("=", 1)[0]: s.split("=", 1)[1] for (s,) in settings}
     assert settings["work_mem"] == "8MB" and settings["default_transaction_read_only"] == "on"
