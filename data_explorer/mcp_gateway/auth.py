@@ -188,6 +188,8 @@ class CommCareAuthenticator:
         self.timeout = timeout if timeout is not None else min(AUTH_TIMEOUT, http_timeout or AUTH_TIMEOUT)
         self._identities = _ShortCache(max_entries, clock)
         self._cache = self._identities.entries  # token hash -> entry
+        # refused tokens apart: random tokens by the thousand cannot push verified callers out of the cache
+        self._refusals = _ShortCache(max_entries, clock)
         self._memberships = _ShortCache(max_entries, clock)  # (credential hash, project space) -> entry
         self._inflight: dict[Hashable, asyncio.Future] = {}
         self.verifications = 0  # round trips to CommCare (each an identity call plus user_domains pages)
@@ -202,13 +204,17 @@ class CommCareAuthenticator:
 
     def forget(self, token: str) -> None:
         self._cache.pop(token_key(token), None)
+        self._refusals.entries.pop(token_key(token), None)
 
     async def _remembered(
-        self, cache: _ShortCache, key: Hashable, work: Callable[[], Awaitable[Any]], ttl: Callable[[Any], float]
+        self, cache: _ShortCache, key: Hashable, work: Callable[[], Awaitable[Any]], ttl: Callable[[Any], float],
+        refusals: _ShortCache | None = None,
     ) -> Any:
         """A fresh answer from ``cache``, else ``work()``'s, remembered for ``ttl(answer)`` seconds (an
-        AuthUnavailable for the negative time). Concurrent askers of one key share one ``work()``."""
-        entry = cache.fresh(key)
+        AuthUnavailable for the negative time); a None answer or AuthUnavailable in ``refusals`` when given.
+        Concurrent askers of one key share one ``work()``."""
+        negative = refusals or cache
+        entry = cache.fresh(key) or (refusals.fresh(key) if refusals is not None else None)
         if entry is not None:
             if entry.unavailable is not None:
                 raise AuthUnavailable(entry.unavailable)
@@ -218,9 +224,9 @@ class CommCareAuthenticator:
             try:
                 value = await work()
             except AuthUnavailable as exc:
-                cache.remember(key, _Entry(self._clock() + self.negative_seconds, None, str(exc)))
+                negative.remember(key, _Entry(self._clock() + self.negative_seconds, None, str(exc)))
                 raise
-            cache.remember(key, _Entry(self._clock() + ttl(value), value))
+            (cache if value is not None else negative).remember(key, _Entry(self._clock() + ttl(value), value))
             return value
 
         loop = asyncio.get_running_loop()
@@ -252,7 +258,7 @@ class CommCareAuthenticator:
         def ttl(identity: Identity | None) -> float:
             return self.cache_seconds if identity is not None else self.negative_seconds
 
-        return await self._remembered(self._identities, token_key(token), verify, ttl)
+        return await self._remembered(self._identities, token_key(token), verify, ttl, self._refusals)
 
     async def member_of(self, credential: Credential, domain: str) -> bool:
         """Whether CommCare lets ``credential`` read project space ``domain``'s data, for a project space

@@ -129,7 +129,7 @@ async def test_commcare_down_gives_503_with_retry_after_not_401(sim, served):
     assert response.json()["error"] == "temporarily_unavailable"
     assert "demo-api-key" not in response.text
     sim.set_faults({"rules": []})
-    served.authenticator._cache.clear()  # skip the few seconds an outage is remembered
+    served.authenticator._refusals.entries.clear()  # skip the few seconds an outage is remembered (kept apart)
     assert _post(served.url, api_key()).status_code == 200
 
 
