@@ -162,7 +162,7 @@ def http_app(settings: Settings, db: Database, host: str, port: int):
 
     gateway = make_gateway(settings, db, "http", identify, authenticator)
     auth = AuthSettings(
-        issuer_url=settings.require_commcare().base_url,
+        issuer_url=settings.require_commcare(credential=False).base_url,
         resource_server_url=f"http://{host}:{port}/mcp",
         validate_token_resource=False,  # CommCare tokens are not bound to this server; CommCare verifies them
     )

@@ -37,7 +37,8 @@ def http_gateway(world):
     from data_explorer.mcp_gateway.server import http_app, running
 
     port = free_port()
-    settings = world.settings()
+    settings = world.settings(COMMCARE_USERNAME="", COMMCARE_API_KEY="")  # callers bring their own credential
+    assert settings.require_commcare(credential=False) and not settings["COMMCARE_API_KEY"]
     app, gateway = http_app(settings, world.db, "127.0.0.1", port)
     server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="on"))
 
