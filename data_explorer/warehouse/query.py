@@ -26,6 +26,7 @@ request to PostgreSQL for the running statement and closes the session.
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import hashlib
 import logging
 import time
@@ -54,6 +55,8 @@ log = logging.getLogger(__name__)
 APPLICATION_NAME = "data-explorer query"
 FIRST_USER_OID = 16384  # PostgreSQL's FirstNormalObjectId: OIDs below are built in, the same in every database
 _GUARD_IN_THREAD_CHARS = 4000  # parsing a long statement takes a while: keep it off the event loop
+# ... and off the loop's shared pool, where database calls wait: two checks at a time, the rest queue
+_GUARD_THREADS = concurrent.futures.ThreadPoolExecutor(max_workers=2, thread_name_prefix="sql-guard")
 _IDLE = pq.TransactionStatus.IDLE
 _ACTIVE = pq.TransactionStatus.ACTIVE
 
@@ -256,7 +259,7 @@ class QueryExecutor:
             return sql_text
         try:
             if len(sql_text) > _GUARD_IN_THREAD_CHARS:
-                return await asyncio.to_thread(check_sql, sql_text, tenant.schema)
+                return await asyncio.get_running_loop().run_in_executor(_GUARD_THREADS, check_sql, sql_text, tenant.schema)
             return check_sql(sql_text, tenant.schema)
         except SqlRejected as exc:
             raise QueryRejected(exc.reason, rule=exc.rule) from None

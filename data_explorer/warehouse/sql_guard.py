@@ -16,7 +16,8 @@ Accepted: ``SELECT``, ``WITH ... SELECT`` (also ``RECURSIVE``), set operations
 Rejected, each with a reason of its own (``SqlRejected.rule`` names it):
 
 - ``empty``, ``too_long``, ``nul``, ``syntax`` (sqlglot's reason),
-  ``too_complex`` (nesting deeper than the parser handles), ``multiple_statements``;
+  ``too_complex`` (over ``MAX_TOKENS`` tokens or ``MAX_NESTING`` parentheses deep, refused
+  before parsing so that one statement's check stays a fraction of a second), ``multiple_statements``;
 - ``statement``: anything that is not a query (writes, DDL, ``COPY``, ``SET``,
   ``RESET``, ``SHOW``, ``DISCARD``, transaction control, ``LISTEN``/``NOTIFY``,
   ``DO``, ``CALL``, ``PREPARE``/``EXECUTE``, ``VACUUM``, ``LOCK`` ...). ``SHOW`` is
@@ -77,6 +78,11 @@ from sqlglot.errors import ParseError, SqlglotError, TokenError
 from sqlglot.tokens import Token, TokenType
 
 MAX_SQL_CHARS = 100_000
+# Parsing costs about a tenth of a millisecond per token, in the gateway's process: these bound one
+# statement's check to a fraction of a second, whatever its text.
+MAX_TOKENS = 3_000
+MAX_NESTING = 64  # parentheses
+_ROUGH_TOKEN = re.compile(r"\w+|[^\w\s]")
 
 ALLOWED = (
     "Send one read-only query: SELECT, WITH ... SELECT, UNION/INTERSECT/EXCEPT, VALUES, or EXPLAIN "
@@ -226,7 +232,12 @@ def check_sql(sql: str, schema: str) -> str:
 
 
 def _check(sql: str, schema: str, *, explain_allowed: bool) -> str:
+    # a quick count first (it splits more finely than the tokenizer): tokenizing is a cost of its own
+    rough = sum(1 for _ in _ROUGH_TOKEN.finditer(sql))
+    if rough > 4 * MAX_TOKENS:
+        _too_many(f"over {4 * MAX_TOKENS:,}")
     tokens = _tokens(sql)
+    _bound(tokens)
     statements = _split(tokens)
     if not statements:
         raise SqlRejected("The SQL is empty (only whitespace, comments or semicolons). " + ALLOWED, "empty")
@@ -251,6 +262,33 @@ def _check(sql: str, schema: str, *, explain_allowed: bool) -> str:
     # and PostgreSQL read differently slips through.
     _check_tree(_parse(normalized), schema)
     return normalized
+
+
+def _too_many(count: str) -> None:
+    raise SqlRejected(
+        f"The SQL has {count} tokens; at most {MAX_TOKENS:,} are checked. Simplify it "
+        "(use WITH for intermediate steps, IN (SELECT ...) rather than long lists of values).",
+        "too_complex",
+    )
+
+
+def _bound(tokens: list[Token]) -> None:
+    """Refuse a statement too large or too deeply nested to check in a bounded time, before parsing it."""
+    if len(tokens) > MAX_TOKENS:
+        _too_many(f"{len(tokens):,}")
+    depth = deepest = 0
+    for token in tokens:
+        if token.token_type == TokenType.L_PAREN:
+            depth += 1
+            deepest = max(deepest, depth)
+        elif token.token_type == TokenType.R_PAREN:
+            depth -= 1
+    if deepest > MAX_NESTING:
+        raise SqlRejected(
+            f"The SQL nests parentheses {deepest} deep; at most {MAX_NESTING} are checked. Simplify it "
+            "(use WITH for intermediate steps).",
+            "too_complex",
+        )
 
 
 def _tokens(sql: str) -> list[Token]:
