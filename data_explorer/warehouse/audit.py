@@ -1,8 +1,12 @@
 """The audit log: one append-only row per tool call, with secrets redacted from the arguments.
 
 ``<control>.audit_log`` refuses UPDATE, DELETE and TRUNCATE by trigger (see
-``control_tables``); the gateway's role needs only INSERT and SELECT
-(``grant_audit_writer``). Before a row is written its arguments are made safe
+``control_tables``). Rows go in only through ``<control>.audit_append``, which
+gives each its id and time; the gateway's role may call it and read the log, no
+more (``grant_audit_writer``). ``seal_audit_log`` hands the table, its triggers'
+function and ``audit_append`` to a NOLOGIN role that no login is a member of,
+so the admin the gateway logs in as cannot alter them or switch the triggers off
+(a superuser still can: PostgreSQL lets it do anything). Before a row is written its arguments are made safe
 (``redact_arguments``): the value of any key that names a secret (password,
 token, api key, secret, authorization, credential, cookie) becomes
 ``"[redacted]"`` at any depth; an ``ApiKey``/``Bearer`` credential inside any
@@ -22,6 +26,7 @@ import psycopg
 from psycopg import sql
 from psycopg.types.json import Jsonb
 
+from data_explorer.warehouse.control_tables import AUDIT_APPEND_ARGUMENTS, acting_as, audit_owner
 from data_explorer.warehouse.storable import storable
 
 REDACTED = "[redacted]"
@@ -111,28 +116,45 @@ def _values(entry: AuditEntry) -> tuple[Any, ...]:
             entry.truncated, duration, transport)
 
 
-_INSERT = (
-    "INSERT INTO {s}.audit_log (principal, tenant, tool, arguments, status, error_code, rows, truncated,"
-    " duration_ms, transport) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s) RETURNING id"
-)
+_INSERT = "SELECT {s}.audit_append(%s, %s, %s, %s, %s, %s, %s, %s, %s, %s)"
 
 
 async def record_call(aconn: psycopg.AsyncConnection, control: str, entry: AuditEntry) -> int:
     """Append one row; its id. Commits only if the connection is in autocommit (the gateway's is)."""
     cursor = await aconn.execute(sql.SQL(_INSERT).format(s=sql.Identifier(control)), _values(entry))
     row = await cursor.fetchone()
-    return row[0] if isinstance(row, tuple) else row["id"]
+    return row[0] if isinstance(row, tuple) else row["audit_append"]
 
 
 def record_call_sync(conn: psycopg.Connection, control: str, entry: AuditEntry) -> int:
     """``record_call`` on a sync connection."""
     row = conn.execute(sql.SQL(_INSERT).format(s=sql.Identifier(control)), _values(entry)).fetchone()
-    return row[0] if isinstance(row, tuple) else row["id"]
+    return row[0] if isinstance(row, tuple) else row["audit_append"]
 
 
 def grant_audit_writer(conn: psycopg.Connection, control: str, role: str) -> None:
-    """Let ``role`` append to and read the audit log, and nothing more (the triggers refuse the rest anyway)."""
+    """Let ``role`` append to the audit log through ``audit_append`` and read it, and nothing more."""
     s, r = sql.Identifier(control), sql.Identifier(role)
-    conn.execute(sql.SQL("GRANT USAGE ON SCHEMA {} TO {}").format(s, r))
-    conn.execute(sql.SQL("GRANT INSERT, SELECT ON {}.audit_log TO {}").format(s, r))
-    conn.execute(sql.SQL("GRANT USAGE ON SEQUENCE {}.audit_log_id_seq TO {}").format(s, r))
+    with acting_as(conn, audit_owner(conn, control)):
+        conn.execute(sql.SQL("GRANT USAGE ON SCHEMA {} TO {}").format(s, r))
+        conn.execute(sql.SQL("REVOKE INSERT ON {}.audit_log FROM {}").format(s, r))  # granted by earlier versions
+        conn.execute(sql.SQL("REVOKE ALL ON SEQUENCE {}.audit_log_id_seq FROM {}").format(s, r))
+        conn.execute(sql.SQL("GRANT SELECT ON {}.audit_log TO {}").format(s, r))
+        conn.execute(sql.SQL("GRANT EXECUTE ON FUNCTION {}.audit_append({}) TO {}").format(
+            s, sql.SQL(AUDIT_APPEND_ARGUMENTS), r))
+
+
+def seal_audit_log(conn: psycopg.Connection, control: str, owner: str) -> None:
+    """Hand the audit log, its trigger function and ``audit_append`` to ``owner``, a NOLOGIN role created
+    here that the admin is no member of afterwards; idempotent."""
+    s, o = sql.Identifier(control), sql.Identifier(owner)
+    if conn.execute("SELECT 1 FROM pg_roles WHERE rolname = %s", (owner,)).fetchone() is None:
+        conn.execute(sql.SQL("CREATE ROLE {} NOLOGIN").format(o))
+    # a new owner needs CREATE on the schema while it takes the objects over; USAGE is all it keeps
+    conn.execute(sql.SQL("GRANT USAGE, CREATE ON SCHEMA {} TO {}").format(s, o))
+    with acting_as(conn, owner), acting_as(conn, audit_owner(conn, control)):
+        conn.execute(sql.SQL("ALTER TABLE {}.audit_log OWNER TO {}").format(s, o))
+        conn.execute(sql.SQL("ALTER FUNCTION {}.audit_log_append_only() OWNER TO {}").format(s, o))
+        conn.execute(sql.SQL("ALTER FUNCTION {}.audit_append({}) OWNER TO {}").format(s, sql.SQL(AUDIT_APPEND_ARGUMENTS), o))
+        conn.execute(sql.SQL("GRANT SELECT ON {}.audit_log TO CURRENT_USER").format(s))  # the admin may read it
+    conn.execute(sql.SQL("REVOKE CREATE ON SCHEMA {} FROM {}").format(s, o))

@@ -7,12 +7,15 @@ advisory lock, so concurrent first starts do not race.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
+from typing import Iterator
 
 import psycopg
 from psycopg import sql
 
 _MIGRATION_LOCK = 0x6465_0001  # arbitrary, fixed: "de" + 1
+AUDIT_APPEND_ARGUMENTS = "text, text, text, jsonb, text, text, integer, boolean, integer, text"
 
 _DDL = [
     "CREATE SCHEMA IF NOT EXISTS {s}",
@@ -101,6 +104,18 @@ _DDL = [
     " FOR EACH ROW EXECUTE FUNCTION {s}.audit_log_append_only()",
     "CREATE OR REPLACE TRIGGER audit_log_no_truncate BEFORE TRUNCATE ON {s}.audit_log"
     " FOR EACH STATEMENT EXECUTE FUNCTION {s}.audit_log_append_only()",
+    # The one way in for the gateway: the database, not the caller, gives each row its id and time.
+    """
+    CREATE OR REPLACE FUNCTION {s}.audit_append(
+        principal text, tenant text, tool text, arguments jsonb, status text, error_code text,
+        rows integer, truncated boolean, duration_ms integer, transport text
+    ) RETURNS bigint LANGUAGE sql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $fn$
+        INSERT INTO {s}.audit_log (principal, tenant, tool, arguments, status, error_code, rows, truncated,
+                                   duration_ms, transport)
+        VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) RETURNING id
+    $fn$
+    """,
+    f"REVOKE ALL ON FUNCTION {{s}}.audit_append({AUDIT_APPEND_ARGUMENTS}) FROM PUBLIC",
 ]
 
 
@@ -125,8 +140,39 @@ def ensure_control_tables(conn: psycopg.Connection, schema: str) -> None:
         pass  # a first start
     with conn.transaction():
         conn.execute("SELECT pg_advisory_xact_lock(%s)", (_MIGRATION_LOCK,))
-        for statement in _DDL:
-            conn.execute(sql.SQL(statement).format(s=ident))
+        with acting_as(conn, audit_owner(conn, schema)):  # the sealed audit log's objects are its owner's
+            for statement in _DDL:
+                conn.execute(sql.SQL(statement).format(s=ident))
         conn.execute(sql.SQL("CREATE TABLE IF NOT EXISTS {}.control_version (digest text NOT NULL)").format(ident))
         conn.execute(sql.SQL("DELETE FROM {}.control_version").format(ident))
         conn.execute(sql.SQL("INSERT INTO {}.control_version (digest) VALUES (%s)").format(ident), (_DDL_DIGEST,))
+
+
+def audit_owner(conn: psycopg.Connection, schema: str) -> str | None:
+    """The role that owns the audit log, when it is not the current user (once sealed); else None."""
+    row = conn.execute(
+        "SELECT tableowner FROM pg_tables WHERE schemaname = %s AND tablename = 'audit_log' AND tableowner <> current_user",
+        (schema,),
+    ).fetchone()
+    return row[0] if row else None
+
+
+@contextlib.contextmanager
+def acting_as(conn: psycopg.Connection, role: str | None) -> Iterator[None]:
+    """What changing ``role``'s objects takes for an admin that is not a superuser, for the block (in the
+    caller's transaction): membership with SET (PostgreSQL 16 gives a role's creator ADMIN alone). Taken
+    back afterwards, so that the admin cannot act as ``role`` outside such a block."""
+    if role is None:
+        yield
+        return
+    pg16 = conn.info.server_version >= 160000
+    able = conn.execute(  # its privileges, and (16) becoming it: both are needed
+        "SELECT pg_has_role(current_user, %s, 'USAGE') AND pg_has_role(current_user, %s, %s)",
+        (role, role, "SET" if pg16 else "USAGE"),
+    ).fetchone()[0]
+    if not able:
+        options = sql.SQL(" WITH INHERIT TRUE, SET TRUE" if pg16 else "")
+        conn.execute(sql.SQL("GRANT {} TO CURRENT_USER{}").format(sql.Identifier(role), options))
+    yield
+    if not able:
+        conn.execute(sql.SQL("REVOKE {} FROM CURRENT_USER").format(sql.Identifier(role)))

@@ -12,7 +12,7 @@ import secrets
 import psycopg
 from psycopg import sql
 
-from data_explorer.warehouse.audit import grant_audit_writer
+from data_explorer.warehouse.audit import grant_audit_writer, seal_audit_log
 from data_explorer.warehouse.provisioning import close_database_to_public, grant_connect
 from data_explorer.warehouse.secrets import SecretBox, SecretError
 
@@ -21,6 +21,10 @@ _LOCK = 0x6465_0003
 
 def audit_role_name(role_prefix: str, control: str) -> str:
     return f"{role_prefix}_{control}_audit"[:63]
+
+
+def audit_owner_name(role_prefix: str, control: str) -> str:
+    return f"{role_prefix}_{control}_audit_owner"[:63]
 
 
 def ensure_audit_login(conn: psycopg.Connection, control: str, role_prefix: str, box: SecretBox) -> tuple[str, str]:
@@ -39,8 +43,10 @@ def ensure_audit_login(conn: psycopg.Connection, control: str, role_prefix: str,
         ).fetchone()
         exists = conn.execute("SELECT 1 FROM pg_roles WHERE rolname = %s", (role,)).fetchone() is not None
         close_database_to_public(conn)
+        seal_audit_log(conn, control, audit_owner_name(role_prefix, control))
         if exists:
             grant_connect(conn, role)
+            grant_audit_writer(conn, control, role)  # what an earlier version granted is narrowed
         if row and exists:
             try:
                 return role, box.decrypt(row[0])

@@ -125,7 +125,8 @@ def test_applying_that_fails_rolls_back_and_builds_in_full(space_factory, conn):
 def test_a_build_schema_left_by_a_killed_full_build_is_dropped(space_factory, conn):
     space = space_factory(cases=150, forms=50)
     space.run()
-    conn.execute(sql.SQL("CREATE SCHEMA {}").format(sql.Identifier(space.names.build_schema)))  # as a kill leaves it
+    conn.execute(sql.SQL("CREATE SCHEMA {} AUTHORIZATION {}").format(  # as a kill leaves it: the writer's
+        sql.Identifier(space.names.build_schema), sql.Identifier(space.names.writer_role)))
     conn.execute(sql.SQL("CREATE TABLE {}.cases AS SELECT 1 AS x").format(sql.Identifier(space.names.build_schema)))
     assert _transform(space.run())["mode"] == "incremental"
     left = conn.execute("SELECT count(*) FROM pg_namespace WHERE nspname = %s", (space.names.build_schema,)).fetchone()[0]
