@@ -199,6 +199,7 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("DATA_EXPLORER_QUERY_MAX_BYTES", _bounded(1024, 64 * 1024 * 1024), "Bytes of result text the query tool returns at most.", 1024 * 1024),
     Setting("DATA_EXPLORER_QUERY_TIMEOUT", _positive_float, "Seconds a query may run before PostgreSQL stops it.", 30.0),
     Setting("DATA_EXPLORER_QUERY_SESSIONS", _bounded(1, 16), "Database sessions the gateway keeps per tenant for queries (the tenant's reader may open 20 at most).", 8),
+    Setting("DATA_EXPLORER_CALLS_PER_CALLER", _bounded(1, 64), "Tool calls one CommCare user may have in progress at once; more are refused with RATE_LIMITED.", 8),
     Setting("DATA_EXPLORER_SCHEMA_TTL_HOURS", _non_negative_float, "Hours a tenant schema may stay unused before the gateway tears it down (0: never; on Kubernetes each TenantSchema's spec.ttl applies instead).", 24.0),
     Setting("DATA_EXPLORER_AUTH_CACHE_SECONDS", _non_negative_float, "Seconds the gateway trusts a caller's verified CommCare identity before asking CommCare again (0: every request).", 60.0),
     Setting("DATA_EXPLORER_CONTROL_PLANE", _choice("local", "kubernetes"), "Where runs execute and their state lives: local (child processes, control tables) or kubernetes (MaterializationRun resources and Jobs).", "local"),

@@ -117,7 +117,8 @@ def gateway_tool(gateway: "Gateway", name: str, data_model: type) -> Callable[[C
                 call = ToolCall(gateway, caller, ctx, name)
                 token = _current.set(call)
                 try:
-                    outcome = await body(*args, **kwargs)
+                    with gateway.call_slot(caller.principal):
+                        outcome = await body(*args, **kwargs)
                 finally:
                     _current.reset(token)
                 names = outcome.names or call.names

@@ -23,11 +23,12 @@ ERROR_CODES: dict[str, str] = {
     "CONFLICT": "A materialization of the tenant is already in progress; wait for it or cancel it.",
     "QUERY_TIMEOUT": "The query ran past the statement timeout and was stopped; narrow it or aggregate.",
     "UPSTREAM_UNAVAILABLE": "CommCare could not be reached to verify the caller; try again later.",
+    "RATE_LIMITED": "The caller has as many calls in progress as allowed; wait for one to finish, then try again.",
     "INTERNAL_ERROR": "Something failed inside the gateway; the message says what, the server log has details.",
 }
 ErrorCode = Literal[
     "VALIDATION_ERROR", "UNAUTHENTICATED", "FORBIDDEN", "NOT_FOUND", "NO_DATA", "CONFLICT",
-    "QUERY_TIMEOUT", "UPSTREAM_UNAVAILABLE", "INTERNAL_ERROR",
+    "QUERY_TIMEOUT", "UPSTREAM_UNAVAILABLE", "RATE_LIMITED", "INTERNAL_ERROR",
 ]
 
 

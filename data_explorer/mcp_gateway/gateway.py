@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
-from typing import Any, Awaitable, Callable
+from typing import Any, Awaitable, Callable, Iterator
 
 from data_explorer.config import Settings
 from data_explorer.control.base import ControlPlane
@@ -60,6 +61,7 @@ class Gateway:
             role, password = ensure_audit_login(conn, self.control, settings.role_prefix, self.box)
         self._audit = AuditWriter(reader_conninfo(db.dsn, role, password), self.control)
         self._logins: dict[str, tuple[float, tuple[str, str, str] | None]] = {}
+        self._calls: dict[str, int] = {}  # calls in progress, by principal
         self.ttl_seconds: float | None = settings["DATA_EXPLORER_SCHEMA_TTL_HOURS"] * 3600 or None  # 0: never expire
         if settings["DATA_EXPLORER_CONTROL_PLANE"] == "kubernetes":
             self.ttl_seconds = None  # each TenantSchema's spec.ttl rules there, applied by the operator
@@ -104,6 +106,23 @@ class Gateway:
             return
         self._touched[domain] = now
         await self.db_call(touch_tenant, self.control, domain)
+
+    @contextlib.contextmanager
+    def call_slot(self, principal: str) -> Iterator[None]:
+        """One of the caller's ``DATA_EXPLORER_CALLS_PER_CALLER`` calls in progress; RATE_LIMITED past them,
+        so that one user's burst cannot hold every query session and thread of the gateway."""
+        limit = self.settings["DATA_EXPLORER_CALLS_PER_CALLER"]
+        if self._calls.get(principal, 0) >= limit:
+            raise ToolFailure("RATE_LIMITED", (
+                f"{principal} already has {limit} calls in progress (DATA_EXPLORER_CALLS_PER_CALLER); wait for one "
+                "to finish, then try again."))
+        self._calls[principal] = self._calls.get(principal, 0) + 1
+        try:
+            yield
+        finally:
+            self._calls[principal] -= 1
+            if not self._calls[principal]:
+                del self._calls[principal]
 
     async def audit(
         self, call: ToolCall | None, tool: str, arguments: dict[str, Any], status: str, code: str | None,
