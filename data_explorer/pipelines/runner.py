@@ -527,7 +527,9 @@ def materialize(
             except ActiveRunExists as exc:
                 raise RunConflict(str(exc)) from None
         set_tenant_phase(admin, control, request.domain, "Materializing")
-        reporter = FanOut(ControlTableReporter(db, control), *extra_reporters)
+        # the caller's reporters (a terminal, a test) first: they read the status in memory at once, before
+        # another thread can move it on while the control table's write takes its milliseconds
+        reporter = FanOut(*extra_reporters, ControlTableReporter(db, control))
         stack.callback(reporter.close)
         runner = Runner(settings, db, pipeline, names, status, reporter)
         cancellation = Cancellation()
