@@ -202,8 +202,6 @@ class Runner:
             self.report()
 
         updates, unread = fetch_case_updates(client, self.names.domain, apps, reuse, on_form)
-        updates, replaced_in_updates = storable(updates)
-        replaced += replaced_in_updates
         self.metadata = build_metadata(self.names.domain, apps, updates)
         self.metadata["warnings"] += unread
         note = reserved_note(self.names.domain, self.settings.control_schema)

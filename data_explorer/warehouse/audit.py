@@ -150,6 +150,8 @@ def seal_audit_log(conn: psycopg.Connection, control: str, owner: str) -> None:
     s, o = sql.Identifier(control), sql.Identifier(owner)
     if conn.execute("SELECT 1 FROM pg_roles WHERE rolname = %s", (owner,)).fetchone() is None:
         conn.execute(sql.SQL("CREATE ROLE {} NOLOGIN").format(o))
+    if audit_owner(conn, control) == owner:
+        return  # sealed already: ALTER ... OWNER would lock the log against every gateway's writes for nothing
     # a new owner needs CREATE on the schema while it takes the objects over; USAGE is all it keeps
     conn.execute(sql.SQL("GRANT USAGE, CREATE ON SCHEMA {} TO {}").format(s, o))
     with acting_as(conn, owner), acting_as(conn, audit_owner(conn, control)):

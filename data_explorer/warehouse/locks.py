@@ -18,6 +18,7 @@ from typing import Iterator
 
 import psycopg
 
+
 def lock_key(domain: str) -> int:
     """The tenant's advisory lock key: a signed 64-bit integer, as PostgreSQL takes it."""
     return int.from_bytes(hashlib.sha256(b"data-explorer tenant\0" + domain.encode()).digest()[:8], "big", signed=True)

@@ -13,7 +13,7 @@ import secrets
 import psycopg
 from psycopg import sql
 
-from data_explorer.warehouse.catalog import schema_exists, schema_owners
+from data_explorer.warehouse.catalog import schema_owners
 from data_explorer.warehouse.naming import TenantNames
 from data_explorer.warehouse.secrets import SecretBox
 
@@ -133,27 +133,22 @@ def provision_tenant(conn: psycopg.Connection, names: TenantNames, control_schem
         )
 
 
-def _database(conn: psycopg.Connection) -> str:
-    return conn.execute("SELECT current_database()").fetchone()[0]
-
-
 def grant_connect(conn: psycopg.Connection, role: str, privileges: str = "CONNECT") -> None:
     """Grant ``privileges`` on the current database: CONNECT to a login, TEMPORARY to the writer (its stages)."""
     conn.execute(sql.SQL("GRANT {} ON DATABASE {} TO {}").format(
-        sql.SQL(privileges), sql.Identifier(_database(conn)), sql.Identifier(role)))
+        sql.SQL(privileges), sql.Identifier(conn.info.dbname), sql.Identifier(role)))
 
 
-def close_database_to_public(conn: psycopg.Connection) -> bool:
+def close_database_to_public(conn: psycopg.Connection) -> None:
     """Take PostgreSQL's default CONNECT and TEMP from PUBLIC on a database the admin owns (the embedded
-    one included), so that only the roles the product grants them to may log in; True if it did. A
-    database someone else owns is theirs to configure."""
+    one included), so that only the roles the product grants them to may log in. A database someone
+    else owns is theirs to configure."""
     owned = conn.execute(
         "SELECT datdba = (SELECT oid FROM pg_roles WHERE rolname = current_user) FROM pg_database"
         " WHERE datname = current_database()"
     ).fetchone()[0]
     if owned:
-        conn.execute(sql.SQL("REVOKE ALL ON DATABASE {} FROM PUBLIC").format(sql.Identifier(_database(conn))))
-    return owned
+        conn.execute(sql.SQL("REVOKE ALL ON DATABASE {} FROM PUBLIC").format(sql.Identifier(conn.info.dbname)))
 
 
 def _set_reader_defaults(conn: psycopg.Connection, reader: str) -> None:
@@ -180,9 +175,9 @@ def teardown_tenant(conn: psycopg.Connection, names: TenantNames, control_schema
     existed = False
     with conn.transaction():
         conn.execute("SELECT pg_advisory_xact_lock(%s)", (_ROLE_LOCK,))
-        foreign = foreign_schemas(conn, names)
+        owners = schema_owners(conn, _tenant_schemas(names))
         for schema in _tenant_schemas(names):
-            if schema_exists(conn, schema) and schema not in foreign:  # another's schema is never the tenant's to drop
+            if owners.get(schema) == names.writer_role:  # another's schema is never the tenant's to drop
                 existed = True
                 conn.execute(sql.SQL("DROP SCHEMA {} CASCADE").format(ident(schema)))
         for role in (names.reader_role, names.writer_role):
